@@ -1,0 +1,230 @@
+"""One typed configuration for training; the `dqnbench train` CLI is generated from it.
+
+Every field carries an attribute docstring. `field_docs()` reads them from this file's source, so the
+docstring you read here is the `--help` text you see on the command line.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import json
+import time
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+Device = Literal["auto", "cpu", "cuda"]
+Impl = Literal["reference", "fast"]
+OptimizerName = Literal["rmsprop", "adam"]
+StateMode = Literal["difference", "stack"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DQNConfig:
+    """Hyper-parameters and run options. Defaults are the seed notebook's."""
+
+    env_id: str = "CartPole-v1"
+    """Gymnasium environment id; it must render `rgb_array` frames and expose CartPole's `state`."""
+
+    episodes: int = 50
+    """Number of episodes to train for (the seed used 50)."""
+
+    max_env_steps: int | None = None
+    """Stop after this many environment steps in total, whatever the episode count (None: no limit)."""
+
+    seed: int = 0
+    """Seeds torch, the replay sampler, exploration and the environment."""
+
+    device: Device = "auto"
+    """Where the networks live: auto (CUDA when available), cpu, or cuda (fails when absent)."""
+
+    impl: Impl = "reference"
+    """Which implementation trains: the tutorial-faithful `reference` or the optimised `fast` one."""
+
+    out: Path | None = None
+    """Output folder for durations.csv, durations.png, checkpoint.pt and config.json; it must not hold a
+    previous run (None: a new folder runs/train-<time>-seed<seed>)."""
+
+    batch_size: int = 128
+    """Transitions per optimisation step."""
+
+    gamma: float = 0.999
+    """Discount factor of the Bellman target."""
+
+    eps_start: float = 0.9
+    """Exploration rate at step 0."""
+
+    eps_end: float = 0.05
+    """Exploration rate the schedule decays towards."""
+
+    eps_decay: float = 200.0
+    """Time constant, in environment steps, of the exponential epsilon decay."""
+
+    memory_capacity: int = 10000
+    """Replay memory size; the oldest transition is evicted first."""
+
+    learning_starts: int = 128
+    """Optimise only once the memory holds this many transitions (the seed waited for one batch)."""
+
+    train_every: int = 1
+    """Run one optimisation step every this many environment steps."""
+
+    optimizer: OptimizerName = "rmsprop"
+    """Optimiser of the policy network."""
+
+    learning_rate: float = 0.01
+    """Optimiser learning rate (0.01 is RMSprop's default, which the seed used)."""
+
+    grad_clip: float = 1.0
+    """Gradients are clamped element-wise to [-grad_clip, grad_clip] before the step."""
+
+    target_update_episodes: int = 10
+    """Copy the policy network into the target network every this many episodes (0: never by episode)."""
+
+    target_update_steps: int = 0
+    """Copy the policy network into the target network every this many steps (0: never by step)."""
+
+    double_dqn: bool = False
+    """Choose the next action with the policy network and evaluate it with the target (Double DQN)."""
+
+    bootstrap_truncated: bool = True
+    """Bootstrap from the next state on a time-limit truncation; False reproduces the seed's `done`."""
+
+    state: StateMode = "difference"
+    """Network input: the seed's `current - previous` screen, or the last `stack_frames` screens."""
+
+    stack_frames: int = 4
+    """Screens stacked along the channel axis when `state` is `stack`."""
+
+    screen_height: int = 40
+    """Rows of the resized screen patch (the seed's 40); the width follows the 60% crop's aspect."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        positive = ("episodes", "batch_size", "memory_capacity", "train_every", "stack_frames", "screen_height")
+        for name in positive:
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.gamma <= 1.0:
+            problems.append(f"gamma must lie in [0, 1], got {self.gamma}")
+        if not 0.0 <= self.eps_end <= self.eps_start <= 1.0:
+            problems.append(
+                f"need 0 <= eps_end <= eps_start <= 1, got eps_start={self.eps_start}, eps_end={self.eps_end}"
+            )
+        if self.eps_decay <= 0:
+            problems.append(f"eps_decay must be > 0, got {self.eps_decay}")
+        if self.grad_clip <= 0:
+            problems.append(f"grad_clip must be > 0, got {self.grad_clip}")
+        if self.learning_rate <= 0:
+            problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.target_update_episodes < 0 or self.target_update_steps < 0:
+            problems.append("target_update_episodes and target_update_steps must be >= 0")
+        if self.target_update_episodes == 0 and self.target_update_steps == 0:
+            problems.append(
+                "target_update_episodes=0 and target_update_steps=0 would never sync the target network; "
+                "set one of them"
+            )
+        if self.learning_starts < self.batch_size:
+            problems.append(
+                f"learning_starts={self.learning_starts} < batch_size={self.batch_size}: "
+                "a batch cannot be sampled from fewer transitions"
+            )
+        if self.memory_capacity < self.batch_size:
+            problems.append(f"memory_capacity={self.memory_capacity} < batch_size={self.batch_size}")
+        if self.max_env_steps is not None and self.max_env_steps < 1:
+            problems.append(f"max_env_steps must be >= 1 or None, got {self.max_env_steps}")
+        if problems:
+            raise ValueError("invalid DQNConfig: " + "; ".join(problems))
+
+    @property
+    def in_channels(self) -> int:
+        return 3 * self.stack_frames if self.state == "stack" else 3
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+
+    def resolved_out(self) -> Path:
+        if self.out is not None:
+            return self.out
+        return Path("runs") / f"train-{time.strftime('%Y%m%d-%H%M%S')}-seed{self.seed}"
+
+    def replace(self, **changes: Any) -> DQNConfig:
+        return dataclasses.replace(self, **changes)
+
+
+SEED_CONFIG = DQNConfig()
+"""The seed notebook's agent, hyper-parameter for hyper-parameter (with gymnasium's truncation fixed)."""
+
+TUNED_CONFIG = DQNConfig(
+    episodes=600,
+    max_env_steps=150_000,
+    state="stack",
+    stack_frames=4,
+    optimizer="adam",
+    learning_rate=1e-4,
+    gamma=0.99,
+    eps_start=1.0,
+    eps_end=0.01,
+    eps_decay=10_000.0,
+    memory_capacity=50_000,
+    learning_starts=1_000,
+    batch_size=64,
+    train_every=1,
+    target_update_episodes=0,
+    target_update_steps=1_000,
+    double_dqn=True,
+    grad_clip=10.0,
+)
+"""A configuration meant to learn CartPole from pixels; README names and justifies each deviation."""
+
+NAMED_CONFIGS: dict[str, DQNConfig] = {"seed": SEED_CONFIG, "tuned": TUNED_CONFIG}
+
+
+@cache
+def field_docs() -> dict[str, str]:
+    """Attribute docstrings of `DQNConfig`, keyed by field name."""
+    tree = ast.parse(inspect.getsource(DQNConfig))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for node, following in zip(body, body[1:]):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(following.value.value.split())
+    return docs
+
+
+def load_config(source: str | Path) -> DQNConfig:
+    """A named configuration (`seed`, `tuned`) or a JSON file of field values laid over the seed's."""
+    if str(source) in NAMED_CONFIGS:
+        return NAMED_CONFIGS[str(source)]
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"--config {source!r}: neither a named configuration ({', '.join(NAMED_CONFIGS)}) nor an existing "
+            "JSON file"
+        )
+    try:
+        values = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--config {path}: not valid JSON ({error})") from error
+    if not isinstance(values, dict):
+        raise ValueError(f"--config {path}: expected a JSON object of DQNConfig fields, got {type(values).__name__}")
+    return config_from_dict(values, origin=str(path))
+
+
+def config_from_dict(values: dict[str, Any], *, origin: str = "config", base: DQNConfig = SEED_CONFIG) -> DQNConfig:
+    known = {f.name for f in dataclasses.fields(DQNConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{origin}: unknown DQNConfig field(s) {unknown}; known fields: {sorted(known)}")
+    if values.get("out") is not None:
+        values = {**values, "out": Path(values["out"])}
+    return dataclasses.replace(base, **values)

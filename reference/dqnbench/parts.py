@@ -1,0 +1,80 @@
+"""The swappable parts of the training loop, so implementations differ in parts, never in copied loops."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from dqnbench.config import DQNConfig
+from dqnbench.learner import Batch, collate, optimize_step
+from dqnbench.nets import DQN
+from dqnbench.replay import ReplayMemory
+from dqnbench.screen import get_screen
+
+
+class Memory(Protocol):
+    def push(self, state: Tensor, action: Tensor, next_state: Tensor | None, reward: Tensor) -> None: ...
+
+    def sample_batch(self, batch_size: int) -> Batch: ...
+
+    def __len__(self) -> int: ...
+
+
+OptimizeFn = Callable[[Batch], Tensor]
+
+
+@dataclass(frozen=True)
+class TrainingParts:
+    """What an implementation supplies to `dqnbench.train.train`."""
+
+    name: str
+    get_screen: Callable[[Any, int], Tensor]
+    """Render the env and return its (1, 3, H, W) float screen patch."""
+    make_memory: Callable[[int, int], Memory]
+    """(capacity, seed) -> a replay memory."""
+    make_network: Callable[[int, int, int, int], nn.Module]
+    """(height, width, n_actions, in_channels) -> a Q-network."""
+    make_optimize: Callable[[nn.Module, nn.Module, torch.optim.Optimizer, DQNConfig], OptimizeFn]
+    """(policy, target, optimizer, config) -> a function running one optimisation step on a batch."""
+
+
+class ReferenceMemory(ReplayMemory):
+    """The seed's replay memory, sampling collated batches."""
+
+    def sample_batch(self, batch_size: int) -> Batch:
+        return collate(self.sample(batch_size))
+
+
+def reference_optimize(
+    policy: nn.Module, target: nn.Module, optimizer: torch.optim.Optimizer, config: DQNConfig
+) -> OptimizeFn:
+    def step(batch: Batch) -> Tensor:
+        return optimize_step(
+            policy, target, optimizer, batch, gamma=config.gamma, grad_clip=config.grad_clip,
+            double_dqn=config.double_dqn,
+        )
+
+    return step
+
+
+REFERENCE_PARTS = TrainingParts(
+    name="reference",
+    get_screen=get_screen,
+    make_memory=ReferenceMemory,
+    make_network=DQN,
+    make_optimize=reference_optimize,
+)
+
+
+def training_parts(impl: str) -> TrainingParts:
+    if impl == "reference":
+        return REFERENCE_PARTS
+    if impl == "fast":
+        from dqnbench.fast import FAST_PARTS
+
+        return FAST_PARTS
+    raise ValueError(f"unknown implementation {impl!r}; choose 'reference' or 'fast'")

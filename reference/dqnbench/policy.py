@@ -1,0 +1,39 @@
+"""Exploration: the seed's exponential epsilon schedule and epsilon-greedy action selection."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import torch
+from torch import Tensor, nn
+
+
+def epsilon(steps_done: int, start: float = 0.9, end: float = 0.05, decay: float = 200.0) -> float:
+    """EPS_END + (EPS_START - EPS_END) * exp(-steps_done / EPS_DECAY)."""
+    return end + (start - end) * math.exp(-steps_done / decay)
+
+
+def greedy_action(net: nn.Module, state: Tensor) -> Tensor:
+    """argmax_a Q(state, a) as a (N, 1) long tensor, without touching BatchNorm running statistics.
+
+    The seed acted with the network in train mode, so every single-screen forward pass moved the
+    BatchNorm running mean and variance towards that one screen. Here the network acts in eval mode (its
+    running statistics normalise the input, as at evaluation time) and goes back to the mode it was in.
+    """
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            return net(state).argmax(dim=1, keepdim=True)
+    finally:
+        net.train(was_training)
+
+
+def select_action(
+    net: nn.Module, state: Tensor, eps: float, n_actions: int, rng: random.Random
+) -> Tensor:
+    """With probability `eps` a uniformly random action, else the greedy one; shape (1, 1), dtype long."""
+    if rng.random() > eps:
+        return greedy_action(net, state)
+    return torch.tensor([[rng.randrange(n_actions)]], device=state.device, dtype=torch.long)

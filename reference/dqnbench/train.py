@@ -1,0 +1,180 @@
+"""The training loop, top to bottom: the seed notebook's algorithm with every piece importable."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from dqnbench.config import DQNConfig
+from dqnbench.envs import make_env
+from dqnbench.files import atomic_write, atomic_write_text, refuse_to_overwrite
+from dqnbench.learner import make_target, sync_target
+from dqnbench.parts import training_parts
+from dqnbench.plots import plot_durations
+from dqnbench.policy import epsilon, select_action
+
+CSV_HEADER = "episode,duration,total_steps,epsilon,mean_loss,wall_s\n"
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was requested but torch.cuda.is_available() is False; use --device cpu")
+    return torch.device(device)
+
+
+def make_optimizer(params: object, config: DQNConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.learning_rate)  # type: ignore[arg-type]
+    return torch.optim.RMSprop(params, lr=config.learning_rate)  # type: ignore[arg-type]
+
+
+class StateBuilder:
+    """Turns successive screens into network inputs: the seed's difference, or a stack of the last k."""
+
+    def __init__(self, config: DQNConfig) -> None:
+        self.mode = config.state
+        self.screens: deque[Tensor] = deque(maxlen=2 if config.state == "difference" else config.stack_frames)
+
+    def reset(self, screen: Tensor) -> Tensor:
+        self.screens.clear()
+        # The seed grabbed the first screen twice, so the first difference is all zeros.
+        self.screens.extend([screen] * self.screens.maxlen)  # type: ignore[operator]
+        return self.current()
+
+    def push(self, screen: Tensor) -> Tensor:
+        self.screens.append(screen)
+        return self.current()
+
+    def current(self) -> Tensor:
+        if self.mode == "difference":
+            return self.screens[1] - self.screens[0]
+        return torch.cat(list(self.screens), dim=1)
+
+
+@dataclass
+class TrainResult:
+    durations: list[int] = field(default_factory=list)
+    total_steps: int = 0
+    wall_s: float = 0.0
+    interrupted: bool = False
+    out: Path = Path()
+
+    @property
+    def mean_last_100(self) -> float:
+        last = self.durations[-100:]
+        return sum(last) / len(last) if last else 0.0
+
+
+class Progress:
+    """One status line per episode: episode, duration, 100-episode mean and steps per second."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.tty = sys.stderr.isatty()
+
+    def update(self, result: TrainResult, steps_per_s: float) -> None:
+        line = (
+            f"episode {len(result.durations)}/{self.total} | duration {result.durations[-1]} | "
+            f"mean100 {result.mean_last_100:.1f} | {steps_per_s:.1f} steps/s"
+        )
+        print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            print(file=sys.stderr)
+
+
+def train(config: DQNConfig, *, progress: bool = True) -> TrainResult:
+    """Train a DQN as `config` says and write its results under `config.out` (see DQNConfig.out)."""
+    out = config.resolved_out()
+    refuse_to_overwrite(out, "output folder", "pass a new --out (results of earlier runs are never replaced)")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.json", json.dumps(config.to_json_dict(), indent=2) + "\n")
+
+    device = resolve_device(config.device)
+    parts = training_parts(config.impl)
+    torch.manual_seed(config.seed)
+    explore_rng = random.Random(config.seed)
+    env = make_env(config.env_id)
+    env.reset(seed=config.seed)
+    env.action_space.seed(config.seed)
+    n_actions = int(env.action_space.n)  # type: ignore[attr-defined]
+
+    # Size the network from a real screen, as the seed did.
+    _, _, height, width = parts.get_screen(env, config.screen_height).shape
+    policy_net = parts.make_network(height, width, n_actions, config.in_channels).to(device)
+    target_net = make_target(policy_net)
+    optimizer = make_optimizer(policy_net.parameters(), config)
+    optimize = parts.make_optimize(policy_net, target_net, optimizer, config)
+    memory = parts.make_memory(config.memory_capacity, config.seed)
+    states = StateBuilder(config)
+
+    result = TrainResult(out=out)
+    csv_rows = [CSV_HEADER]
+    bar = Progress(config.episodes) if progress else None
+    started = time.perf_counter()
+    try:
+        for episode in range(config.episodes):
+            episode_started, episode_losses = time.perf_counter(), []
+            if episode > 0:
+                env.reset()
+            state = states.reset(parts.get_screen(env, config.screen_height).to(device))
+            for t in range(1, sys.maxsize):
+                eps = epsilon(result.total_steps, config.eps_start, config.eps_end, config.eps_decay)
+                action = select_action(policy_net, state, eps, n_actions, explore_rng)
+                _, reward, terminated, truncated, _ = env.step(action.item())
+                result.total_steps += 1
+
+                next_state = states.push(parts.get_screen(env, config.screen_height).to(device))
+                final = terminated or (truncated and not config.bootstrap_truncated)
+                memory.push(state, action, None if final else next_state, torch.tensor([reward], device=device))
+                state = next_state
+
+                if len(memory) >= config.learning_starts and result.total_steps % config.train_every == 0:
+                    episode_losses.append(optimize(memory.sample_batch(config.batch_size)))
+                if config.target_update_steps and result.total_steps % config.target_update_steps == 0:
+                    sync_target(policy_net, target_net)
+                out_of_steps = config.max_env_steps is not None and result.total_steps >= config.max_env_steps
+                if terminated or truncated or out_of_steps:
+                    break
+
+            result.durations.append(t)
+            if config.target_update_episodes and episode % config.target_update_episodes == 0:
+                sync_target(policy_net, target_net)
+            mean_loss = float(torch.stack(episode_losses).mean()) if episode_losses else float("nan")
+            wall = time.perf_counter() - started
+            csv_rows.append(f"{episode},{t},{result.total_steps},{eps:.6f},{mean_loss:.6g},{wall:.3f}\n")
+            atomic_write_text(out / "durations.csv", "".join(csv_rows))
+            if bar:
+                bar.update(result, t / max(time.perf_counter() - episode_started, 1e-9))
+            if out_of_steps:
+                break
+    except KeyboardInterrupt:
+        # Everything up to the last finished episode is already on disk; finish the other files too.
+        result.interrupted = True
+    finally:
+        if bar:
+            bar.close()
+        env.close()
+        result.wall_s = time.perf_counter() - started
+        checkpoint = {
+            "policy": policy_net.state_dict(),
+            "target": target_net.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "config": config.to_json_dict(),
+            "episodes_done": len(result.durations),
+            "total_steps": result.total_steps,
+        }
+        atomic_write(out / "checkpoint.pt", lambda tmp: torch.save(checkpoint, tmp))
+        atomic_write(out / "durations.png", lambda tmp: plot_durations(result.durations, tmp))
+    return result
