@@ -8,7 +8,7 @@ from typing import Any
 # pygame opens a window unless told otherwise; dqnbench never shows one.
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
-import gymnasium as gym  # noqa: E402
+import gymnasium as gym
 
 
 class LegacyEnvAdapter(gym.Env):  # type: ignore[type-arg]

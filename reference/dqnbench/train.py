@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import sys
@@ -98,14 +99,16 @@ def train(config: DQNConfig, *, progress: bool = True) -> TrainResult:
     """Train a DQN as `config` says and write its results under `config.out` (see DQNConfig.out)."""
     out = config.resolved_out()
     refuse_to_overwrite(out, "output folder", "pass a new --out (results of earlier runs are never replaced)")
+    # Fail on a bad device, implementation or env before creating `out`: a half-started folder would make
+    # the corrected re-run with the same --out refuse to start.
+    device = resolve_device(config.device)
+    parts = training_parts(config.impl)
+    env = make_env(config.env_id)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.json", json.dumps(config.to_json_dict(), indent=2) + "\n")
 
-    device = resolve_device(config.device)
-    parts = training_parts(config.impl)
     torch.manual_seed(config.seed)
     explore_rng = random.Random(config.seed)
-    env = make_env(config.env_id)
     env.reset(seed=config.seed)
     env.action_space.seed(config.seed)
     n_actions = int(env.action_space.n)  # type: ignore[attr-defined]
@@ -129,7 +132,7 @@ def train(config: DQNConfig, *, progress: bool = True) -> TrainResult:
             if episode > 0:
                 env.reset()
             state = states.reset(parts.get_screen(env, config.screen_height).to(device))
-            for t in range(1, sys.maxsize):
+            for t in itertools.count(1):  # noqa: B007 - t is the episode's duration once the loop breaks
                 eps = epsilon(result.total_steps, config.eps_start, config.eps_end, config.eps_decay)
                 action = select_action(policy_net, state, eps, n_actions, explore_rng)
                 _, reward, terminated, truncated, _ = env.step(action.item())
@@ -175,6 +178,8 @@ def train(config: DQNConfig, *, progress: bool = True) -> TrainResult:
             "episodes_done": len(result.durations),
             "total_steps": result.total_steps,
         }
+        # Also when no episode finished: the CSV then holds its header, so every promised file exists.
+        atomic_write_text(out / "durations.csv", "".join(csv_rows))
         atomic_write(out / "checkpoint.pt", lambda tmp: torch.save(checkpoint, tmp))
         atomic_write(out / "durations.png", lambda tmp: plot_durations(result.durations, tmp))
     return result
