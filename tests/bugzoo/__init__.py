@@ -1,0 +1,298 @@
+"""The bug zoo: deliberately wrong DQN implementations that the conformance kit must reject.
+
+Each mutant is the reference adapter (`dqnbench.conformance.adapter.REFERENCE`) with exactly one piece
+replaced by a small wrong function (for the Bellman targets and the optimize step: the reference's own
+function with one helper of `dqnbench.learner` swapped for the call), and names the check(s) expected
+among the failures. Run the kit on one:
+
+    python -m pytest --pyargs dqnbench.conformance --dqn-impl=tests.bugzoo:truncation_as_termination
+
+(from the repository root: `python -m` puts it on sys.path, so that `tests.bugzoo` is importable).
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any
+from unittest import mock
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dqnbench import learner, nets, policy, screen
+from dqnbench.conformance.adapter import REFERENCE, DQNAdapter, TransitionBatch
+from dqnbench.replay import ReplayMemory, Transition
+
+REFERENCE_BELLMAN, REFERENCE_OPTIMIZE = REFERENCE.bellman_targets, REFERENCE.optimize_step
+assert REFERENCE_BELLMAN is not None and REFERENCE_OPTIMIZE is not None
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One known bug: the adapter that has it and the checks that must catch it."""
+
+    adapter: DQNAdapter
+    bug: str
+    caught_by: tuple[str, ...]
+    """Names of the checks that must all be among the failures."""
+
+    @property
+    def name(self) -> str:
+        return self.adapter.name.removeprefix("bugzoo.")
+
+
+def mutant(name: str, bug: str, caught_by: Sequence[str], **pieces: Any) -> Mutant:
+    """The reference adapter with `pieces` replaced."""
+    if len(pieces) != 1:
+        raise ValueError(f"mutant({name!r}): replace exactly one piece, got {sorted(pieces)}")
+    return Mutant(replace(REFERENCE, name=f"bugzoo.{name}", **pieces), bug, tuple(caught_by))
+
+
+# --- Bellman targets and the optimize step: the reference's, with one function of dqnbench.learner swapped ---
+
+
+def _reference_with(piece: Callable[..., Any], **replacements: Callable[..., Any]) -> Callable[..., Any]:
+    """The reference `piece`, run with `replacements` patched into `dqnbench.learner` for the call's duration."""
+
+    def mutated(*args: Any) -> Any:
+        with mock.patch.multiple(learner, **replacements):
+            return piece(*args)
+
+    return mutated
+
+
+def _next_values(
+    target_net: nn.Module,
+    batch: learner.Batch,
+    policy_net: nn.Module | None = None,
+    *,
+    best: Callable[[Tensor], Tensor],
+    track_grad: bool = False,
+) -> Tensor:
+    values = torch.zeros_like(batch.rewards)
+    with torch.set_grad_enabled(track_grad):
+        values[batch.non_final_mask] = best(target_net(batch.non_final_next_states))
+    return values
+
+
+# BUG: no torch.no_grad() / detach around the target network's forward pass.
+_values_with_graph = partial(_next_values, best=lambda q: q.max(dim=1).values, track_grad=True)
+# BUG: one max over every transition and action, not one per transition.
+_values_max_over_batch = partial(_next_values, best=torch.max)
+
+
+def _gamma_on_reward(rewards: Tensor, values: Tensor, non_final_mask: Tensor, gamma: float) -> Tensor:
+    return gamma * (rewards + torch.where(non_final_mask, values, 0.0))  # BUG: gamma * (r + V(s'))
+
+
+def _targets_from_dones(target_net: nn.Module, batch: TransitionBatch, gamma: float) -> Tensor:
+    # BUG: the legacy `done` (terminated or truncated) decides what is final, so time-outs are not bootstrapped.
+    return REFERENCE_BELLMAN(target_net, replace(batch, terminated=batch.dones), gamma)
+
+
+def _td_loss_gather_rows(policy_net: nn.Module, batch: learner.Batch, targets: Tensor) -> Tensor:
+    # BUG: gather along dim 0 picks Q[action, 0] (a row chosen by the action), not Q[i, action].
+    return F.smooth_l1_loss(policy_net(batch.states).gather(0, batch.actions), targets.unsqueeze(1))
+
+
+# --- Replay memories: the reference ring with one method overridden -------------------------------------
+
+
+class EvictsNewest(ReplayMemory):
+    def push(self, state: Tensor, action: Tensor, next_state: Tensor | None, reward: Tensor) -> None:
+        if len(self) == self.capacity:
+            self._next = (self._next - 1) % self.capacity  # BUG: overwrites the newest transition, not the oldest
+        super().push(state, action, next_state, reward)
+
+
+class SamplesWithReplacement(ReplayMemory):
+    def sample(self, batch_size: int) -> list[Transition]:
+        return self._rng.choices(self._items, k=batch_size)  # BUG: a batch may hold the same transition twice
+
+
+class StoresAliases(ReplayMemory):
+    def push(self, state: Tensor, action: Tensor, next_state: Tensor | None, reward: Tensor) -> None:
+        super().push(state, action, next_state, reward)
+        # BUG: keeps the caller's tensors, which the caller goes on mutating.
+        self._items[(self._next - 1) % self.capacity] = Transition(state, action, next_state, reward)
+
+
+# --- Network ---------------------------------------------------------------------------------------------
+
+
+def _relu_before_batchnorm(height: int, width: int, n_actions: int, in_channels: int) -> nn.Module:
+    net = nets.DQN(height, width, n_actions, in_channels)
+    layers = list(net.features)
+    for conv in range(0, len(layers), 3):  # BUG: conv, ReLU, BatchNorm instead of conv, BatchNorm, ReLU
+        layers[conv + 1], layers[conv + 2] = layers[conv + 2], layers[conv + 1]
+    net.features = nn.Sequential(*layers)
+    return net
+
+
+# --- Acting ---------------------------------------------------------------------------------------------
+
+
+def _greedy_in_current_mode(net: nn.Module, state: Tensor) -> Tensor:
+    with torch.no_grad():
+        return net(state).argmax(dim=1, keepdim=True)  # BUG: in train mode BatchNorm learns from this one screen
+
+
+def _select_action_global_rng(net: nn.Module, state: Tensor, eps: float, n_actions: int, rng: random.Random) -> Tensor:
+    # BUG: draws from the global `random` module, so a seeded run is not reproducible.
+    return policy.select_action(net, state, eps, n_actions, random)  # type: ignore[arg-type]
+
+
+def _epsilon_counted_first(episode_lengths: Sequence[int]) -> list[float]:
+    return [policy.epsilon(step + 1) for step in range(sum(episode_lengths))]  # BUG: counter bumped before use
+
+
+def _epsilon_per_episode(episode_lengths: Sequence[int]) -> list[float]:
+    return [policy.epsilon(step) for length in episode_lengths for step in range(length)]  # BUG: reset each episode
+
+
+def _target_in_train_mode(policy_net: nn.Module) -> nn.Module:
+    return copy.deepcopy(policy_net).requires_grad_(False)  # BUG: never switched to eval mode
+
+
+def _sync_parameters_only(policy_net: nn.Module, target_net: nn.Module) -> None:
+    # BUG: named_parameters() leaves out the BatchNorm running statistics (buffers).
+    target_net.load_state_dict(dict(policy_net.named_parameters()), strict=False)
+
+
+MUTANTS: tuple[Mutant, ...] = (
+    mutant(
+        "truncation_as_termination",
+        "a time-limit truncation is not bootstrapped (done used instead of terminated)",
+        ["check_bellman_truncation_bootstraps", "check_bellman_targets"],
+        bellman_targets=_targets_from_dones,
+    ),
+    mutant(
+        "missing_detach",
+        "the targets keep the target network's graph, so gradients flow into it",
+        ["check_bellman_no_gradient"],
+        bellman_targets=_reference_with(REFERENCE_BELLMAN, next_state_values=_values_with_graph),
+    ),
+    mutant(
+        "optimize_missing_detach",
+        "the optimize step's targets keep the target network's graph",
+        ["check_optimize_no_gradient_into_target"],
+        optimize_step=_reference_with(REFERENCE_OPTIMIZE, next_state_values=_values_with_graph),
+    ),
+    mutant(
+        "max_over_batch",
+        "max over every transition and action instead of per transition",
+        ["check_bellman_targets"],
+        bellman_targets=_reference_with(REFERENCE_BELLMAN, next_state_values=_values_max_over_batch),
+    ),
+    mutant(
+        "gamma_on_reward",
+        "gamma multiplies the reward too: gamma * (r + max Q')",
+        ["check_bellman_targets"],
+        bellman_targets=_reference_with(REFERENCE_BELLMAN, bellman_targets=_gamma_on_reward),
+    ),
+    mutant(
+        "gather_wrong_dim",
+        "Q(s, a) gathered along the batch dimension",
+        ["check_optimize_loss"],
+        optimize_step=_reference_with(REFERENCE_OPTIMIZE, td_loss=_td_loss_gather_rows),
+    ),
+    mutant(
+        "no_gradient_clamp",
+        "gradients are not clamped before the optimiser step",
+        ["check_optimize_gradients_clamped"],
+        optimize_step=_reference_with(REFERENCE_OPTIMIZE, clamp_gradients=lambda net, limit: None),
+    ),
+    mutant(
+        "target_aliased",
+        "the target network is the policy network itself",
+        ["check_target_not_aliased"],
+        make_target=lambda policy_net: policy_net,
+    ),
+    mutant(
+        "target_train_mode",
+        "the target network is left in train mode",
+        ["check_target_eval_mode"],
+        make_target=_target_in_train_mode,
+    ),
+    mutant(
+        "sync_skips_batchnorm",
+        "syncing copies parameters but not BatchNorm running statistics",
+        ["check_target_sync"],
+        sync_target=_sync_parameters_only,
+    ),
+    mutant(
+        "epsilon_off_by_one",
+        "the step counter is incremented before epsilon is computed",
+        ["check_epsilon_trace"],
+        epsilon_trace=_epsilon_counted_first,
+    ),
+    mutant(
+        "epsilon_reset_each_episode",
+        "the step counter restarts at every episode",
+        ["check_epsilon_trace"],
+        epsilon_trace=_epsilon_per_episode,
+    ),
+    mutant(
+        "batchnorm_moves_while_acting",
+        "acting in train mode updates BatchNorm running statistics",
+        ["check_acting_keeps_batchnorm_stats", "check_greedy_action_argmax"],
+        greedy_action=_greedy_in_current_mode,
+    ),
+    mutant(
+        "select_action_global_rng",
+        "random actions come from the global RNG, not the one given",
+        ["check_select_action_epsilon_greedy"],
+        select_action=_select_action_global_rng,
+    ),
+    mutant(
+        "memory_evicts_newest",
+        "a full memory overwrites its newest transition",
+        ["check_replay_eviction_order"],
+        make_memory=EvictsNewest,
+    ),
+    mutant(
+        "memory_samples_with_replacement",
+        "a batch may contain the same transition twice",
+        ["check_replay_distinct_samples"],
+        make_memory=SamplesWithReplacement,
+    ),
+    mutant(
+        "memory_stores_aliases",
+        "the memory keeps the caller's tensors instead of copies",
+        ["check_replay_no_aliasing"],
+        make_memory=StoresAliases,
+    ),
+    mutant(
+        "conv_size_off_by_one",
+        "the conv output size forgets the +1 of the first kernel position",
+        ["check_conv2d_size_out"],
+        conv2d_size_out=lambda size, kernel_size, stride: (size - kernel_size) // stride,
+    ),
+    mutant(
+        "relu_before_batchnorm",
+        "each block applies ReLU before BatchNorm",
+        ["check_network_golden_outputs"],
+        make_network=_relu_before_batchnorm,
+    ),
+    mutant(
+        "screen_half_world",
+        "the cart column is computed from half the world width",
+        ["check_screen_patches"],
+        extract_screen=lambda frame, cart_x: screen.extract_screen(frame, cart_x, x_threshold=1.2),
+    ),
+)
+"""Every mutant, each with one known bug."""
+
+BY_NAME: dict[str, Mutant] = {m.name: m for m in MUTANTS}
+
+
+def __getattr__(name: str) -> DQNAdapter:
+    """`tests.bugzoo:<mutant name>` is that mutant's adapter, for ``--dqn-impl``."""
+    if name in BY_NAME:
+        return BY_NAME[name].adapter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}; mutants: {sorted(BY_NAME)}")
