@@ -1,0 +1,214 @@
+"""The training loop: determinism, how transitions are stored, interruption, and refusing to lose results."""
+
+import csv
+import dataclasses
+import json
+
+import matplotlib.image
+import pytest
+import torch
+from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+
+from dqnbench.cli import main
+from dqnbench.config import DQNConfig
+from dqnbench.nets import DQN
+from dqnbench.parts import REFERENCE_PARTS
+from dqnbench.train import CSV_HEADER, Progress, StateBuilder, TrainResult, resolve_device, train
+from support import assert_same_state, changed_entries
+
+# Small enough that a dozen optimisation steps take about a second.
+SMALL = {"batch_size": 4, "learning_starts": 4, "memory_capacity": 200, "device": "cpu"}
+
+
+def _checkpoint(out) -> dict:
+    return torch.load(out / "checkpoint.pt", weights_only=True)
+
+
+class ScriptedCartPole(CartPoleEnv):
+    """CartPole whose every episode ends at step `end_at`, either terminated or truncated.
+
+    Optionally raises KeyboardInterrupt, as Ctrl-C would, at the `interrupt_at`-th step of the run.
+    """
+
+    def __init__(self, end: str = "terminated", end_at: int = 3, interrupt_at: int | None = None) -> None:
+        super().__init__(render_mode="rgb_array")
+        self.end, self.end_at, self.interrupt_at = end, end_at, interrupt_at
+        self.episode_steps = self.run_steps = 0
+
+    def reset(self, **kwargs):
+        self.episode_steps = 0
+        return super().reset(**kwargs)
+
+    def step(self, action):
+        self.run_steps += 1
+        if self.run_steps == self.interrupt_at:
+            raise KeyboardInterrupt
+        obs, reward, _, _, info = super().step(action)
+        self.episode_steps += 1
+        over = self.episode_steps == self.end_at
+        return obs, reward, over and self.end == "terminated", over and self.end == "truncated", info
+
+
+@pytest.fixture
+def scripted_env(monkeypatch):
+    """Make `train` use a ScriptedCartPole built with the given options."""
+
+    def use(**options):
+        monkeypatch.setattr("dqnbench.train.make_env", lambda env_id: ScriptedCartPole(**options))
+
+    return use
+
+
+def test_same_seed_gives_identical_parameters_element_by_element(tmp_path):
+    config = DQNConfig(episodes=50, max_env_steps=16, seed=3, target_update_episodes=1, **SMALL)
+    runs = [train(config.replace(out=tmp_path / name), progress=False) for name in ("a", "b")]
+    assert runs[0].total_steps == 16, "the run should stop at max_env_steps"
+    assert runs[0].durations == runs[1].durations
+    first, second = _checkpoint(tmp_path / "a"), _checkpoint(tmp_path / "b")
+    for net in ("policy", "target"):
+        assert_same_state(first[net], second[net], f"{net} network of two runs with seed 3")
+    # The comparison can fail: 13 optimisation steps moved the policy away from its (seeded) initial weights.
+    torch.manual_seed(3)
+    initial = DQN(40, 90, 2).state_dict()
+    assert "head.weight" in changed_entries(initial, first["policy"])
+
+
+def test_another_seed_gives_other_parameters(tmp_path):
+    config = DQNConfig(episodes=1, max_env_steps=6, **SMALL)
+    for seed in (0, 1):
+        train(config.replace(seed=seed, out=tmp_path / str(seed)), progress=False)
+    differing = changed_entries(_checkpoint(tmp_path / "0")["policy"], _checkpoint(tmp_path / "1")["policy"])
+    assert "head.weight" in differing
+
+
+@pytest.mark.parametrize(
+    ("end", "bootstrap_truncated", "stores_next_state"),
+    [
+        ("terminated", True, False),
+        ("terminated", False, False),
+        ("truncated", True, True),  # a time limit is not the end of the task: bootstrap from s'
+        ("truncated", False, False),  # the seed's `done` conflated the two
+    ],
+)
+def test_the_last_transition_of_an_episode_bootstraps_only_when_it_should(
+    monkeypatch, tmp_path, scripted_env, end, bootstrap_truncated, stores_next_state
+):
+    memories = []
+
+    def recording_memory(capacity, seed):
+        memories.append(REFERENCE_PARTS.make_memory(capacity, seed))
+        return memories[-1]
+
+    parts = dataclasses.replace(REFERENCE_PARTS, make_memory=recording_memory)
+    monkeypatch.setattr("dqnbench.train.training_parts", lambda impl: parts)
+    scripted_env(end=end, end_at=3)
+    config = DQNConfig(
+        episodes=2, batch_size=1, learning_starts=1000, bootstrap_truncated=bootstrap_truncated, out=tmp_path / "run"
+    )
+    assert train(config, progress=False).durations == [3, 3]
+
+    transitions = memories[0].oldest_first()
+    assert [t.next_state is not None for t in transitions] == [True, True, stores_next_state] * 2
+    for earlier, later in [(0, 1), (1, 2), (3, 4), (4, 5)]:
+        torch.testing.assert_close(transitions[earlier].next_state, transitions[later].state, rtol=0, atol=0)
+
+
+def _read_csv(out) -> list[dict[str, str]]:
+    text = (out / "durations.csv").read_text()
+    assert text.startswith(CSV_HEADER)
+    return list(csv.DictReader(text.splitlines()))
+
+
+def _assert_results_complete(out, config: DQNConfig, episodes: int) -> None:
+    rows = _read_csv(out)
+    assert [int(r["episode"]) for r in rows] == list(range(episodes))
+    for row in rows:
+        assert all(value != "" for value in row.values()), f"incomplete row {row}"
+        float(row["mean_loss"]), float(row["wall_s"]), float(row["epsilon"])  # parseable
+    checkpoint = _checkpoint(out)
+    assert checkpoint["episodes_done"] == episodes
+    assert sum(int(r["duration"]) for r in rows) <= checkpoint["total_steps"]
+    DQN(40, 90, 2).load_state_dict(checkpoint["policy"])
+    assert matplotlib.image.imread(out / "durations.png").ndim == 3
+    assert json.loads((out / "config.json").read_text()) == config.to_json_dict()
+    leftovers = [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+    assert leftovers == [], f"half-written files left behind: {leftovers}"
+
+
+def test_ctrl_c_keeps_every_finished_episode_and_complete_files(tmp_path, scripted_env):
+    # Episodes end every 5 steps; Ctrl-C arrives in the middle of the third episode, after 9 updates.
+    scripted_env(end="terminated", end_at=5, interrupt_at=13)
+    config = DQNConfig(episodes=10, out=tmp_path / "run", **SMALL)
+    result = train(config, progress=False)
+    assert result.interrupted
+    assert result.durations == [5, 5]
+    _assert_results_complete(config.out, config, episodes=2)
+    assert _checkpoint(config.out)["optimizer"]["state"], "the optimiser state was not saved"
+
+
+def test_ctrl_c_in_the_first_episode_still_leaves_complete_files_and_exit_code_130(tmp_path, scripted_env, capsys):
+    scripted_env(interrupt_at=1)
+    out = tmp_path / "run"
+    assert main(["train", "--episodes", "3", "--out", str(out), "--device", "cpu"]) == 130
+    assert "interrupted after 0 episodes" in capsys.readouterr().out
+    _assert_results_complete(out, DQNConfig(episodes=3, out=out, device="cpu"), episodes=0)
+
+
+def test_an_existing_out_folder_is_never_overwritten(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "durations.csv").write_text("precious results\n")
+    with pytest.raises(FileExistsError, match=r"output folder .*run already exists.*pass a new --out"):
+        train(DQNConfig(episodes=1, out=out), progress=False)
+    assert [p.name for p in out.iterdir()] == ["durations.csv"]
+    assert (out / "durations.csv").read_text() == "precious results\n"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given when CUDA is absent")
+def test_device_cuda_without_cuda_is_a_clear_error_that_creates_nothing(tmp_path, capsys):
+    with pytest.raises(RuntimeError, match=r"--device cuda was requested but .*is False; use --device cpu"):
+        resolve_device("cuda")
+    out = tmp_path / "run"
+    assert main(["train", "--device", "cuda", "--out", str(out)]) == 2
+    assert "dqnbench train: error: --device cuda was requested" in capsys.readouterr().err
+    assert not out.exists(), "a failed start left a folder behind, so the corrected re-run would be refused"
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_on_cuda_writes_a_checkpoint_that_loads_on_the_cpu(tmp_path):
+    config = DQNConfig(episodes=50, max_env_steps=12, **SMALL).replace(device="cuda", out=tmp_path / "run")
+    result = train(config, progress=False)
+    assert result.total_steps == 12
+    checkpoint = torch.load(config.out / "checkpoint.pt", map_location="cpu", weights_only=True)
+    net = DQN(40, 90, 2)
+    net.load_state_dict(checkpoint["policy"])
+    assert not any(p.is_cuda for p in net.parameters())
+
+
+def test_resolve_device_auto_and_cpu():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_state_builder_makes_the_seeds_difference_starting_at_zero():
+    first, second = torch.full((1, 3, 2, 2), 2.0), torch.full((1, 3, 2, 2), 5.0)
+    states = StateBuilder(DQNConfig())
+    torch.testing.assert_close(states.reset(first), torch.zeros(1, 3, 2, 2))
+    torch.testing.assert_close(states.push(second), torch.full((1, 3, 2, 2), 3.0))
+
+
+def test_state_builder_stacks_the_last_screens_oldest_first():
+    screens = [torch.full((1, 3, 2, 2), float(i)) for i in range(6)]
+    states = StateBuilder(DQNConfig(state="stack", stack_frames=4))
+    torch.testing.assert_close(states.reset(screens[0]), torch.zeros(1, 12, 2, 2))
+    for screen in screens[1:]:
+        state = states.push(screen)
+    expected = torch.cat([torch.full((1, 3, 2, 2), float(i)) for i in (2, 3, 4, 5)], dim=1)
+    torch.testing.assert_close(state, expected)
+
+
+def test_progress_line_shows_episode_duration_mean_and_speed(capsys):
+    progress = Progress(total=50)
+    progress.update(TrainResult(durations=[10, 20, 33]), steps_per_s=123.456)
+    assert capsys.readouterr().err.strip() == "episode 3/50 | duration 33 | mean100 21.0 | 123.5 steps/s"
