@@ -108,5 +108,5 @@ def test_train_three_episodes_writes_csv_png_checkpoint_and_config(tmp_path, cap
     captured = capsys.readouterr()
     assert "finished 3 episodes" in captured.out
     progress = captured.err.splitlines()
-    assert [line.split(" | ")[0] for line in progress] == ["episode 1/3", "episode 2/3", "episode 3/3"]
+    assert [line.split(" | ")[0].split("] ")[1] for line in progress] == ["episode 1/3", "episode 2/3", "episode 3/3"]
     assert progress[-1].endswith("steps/s")

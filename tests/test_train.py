@@ -211,4 +211,8 @@ def test_state_builder_stacks_the_last_screens_oldest_first():
 def test_progress_line_shows_episode_duration_mean_and_speed(capsys):
     progress = Progress(total=50)
     progress.update(TrainResult(durations=[10, 20, 33]), steps_per_s=123.456)
-    assert capsys.readouterr().err.strip() == "episode 3/50 | duration 33 | mean100 21.0 | 123.5 steps/s"
+    assert capsys.readouterr().err.strip() == (
+        "[#...................] episode 3/50 | duration 33 | mean100 21.0 | 123.5 steps/s"
+    )
+    progress.update(TrainResult(durations=[10] * 50), steps_per_s=1.0)
+    assert capsys.readouterr().err.strip().startswith("[" + "#" * 20 + "] episode 50/50")

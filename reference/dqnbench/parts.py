@@ -17,6 +17,10 @@ from dqnbench.screen import get_screen
 
 
 class Memory(Protocol):
+    def observe(self, screen: Tensor, *, first: bool) -> None:
+        """Called with every screen the loop renders (first=True right after a reset), before the push of the
+        transition that screen ends; a memory that stores screens instead of states keeps it."""
+
     def push(self, state: Tensor, action: Tensor, next_state: Tensor | None, reward: Tensor) -> None: ...
 
     def sample_batch(self, batch_size: int) -> Batch: ...
@@ -44,6 +48,9 @@ class TrainingParts:
 
 class ReferenceMemory(ReplayMemory):
     """The seed's replay memory, sampling collated batches."""
+
+    def observe(self, screen: Tensor, *, first: bool) -> None:
+        """The reference stores the states it is pushed, so it needs no screens."""
 
     def sample_batch(self, batch_size: int) -> Batch:
         return collate(self.sample(batch_size))

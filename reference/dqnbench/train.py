@@ -77,16 +77,23 @@ class TrainResult:
 
 
 class Progress:
-    """One status line per episode: episode, duration, 100-episode mean and steps per second."""
+    """A progress bar redrawn after each episode: episode, duration, 100-episode mean and steps per second.
+
+    On a terminal it redraws one line; elsewhere (CI logs, pipes) it prints one line per episode.
+    """
+
+    WIDTH = 20
 
     def __init__(self, total: int) -> None:
         self.total = total
         self.tty = sys.stderr.isatty()
 
     def update(self, result: TrainResult, steps_per_s: float) -> None:
+        done = len(result.durations)
+        filled = self.WIDTH * done // self.total
         line = (
-            f"episode {len(result.durations)}/{self.total} | duration {result.durations[-1]} | "
-            f"mean100 {result.mean_last_100:.1f} | {steps_per_s:.1f} steps/s"
+            f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] episode {done}/{self.total} | "
+            f"duration {result.durations[-1]} | mean100 {result.mean_last_100:.1f} | {steps_per_s:.1f} steps/s"
         )
         print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
 
@@ -131,14 +138,18 @@ def train(config: DQNConfig, *, progress: bool = True) -> TrainResult:
             episode_started, episode_losses = time.perf_counter(), []
             if episode > 0:
                 env.reset()
-            state = states.reset(parts.get_screen(env, config.screen_height).to(device))
+            screen = parts.get_screen(env, config.screen_height).to(device)
+            memory.observe(screen, first=True)
+            state = states.reset(screen)
             for t in itertools.count(1):  # noqa: B007 - t is the episode's duration once the loop breaks
                 eps = epsilon(result.total_steps, config.eps_start, config.eps_end, config.eps_decay)
                 action = select_action(policy_net, state, eps, n_actions, explore_rng)
                 _, reward, terminated, truncated, _ = env.step(action.item())
                 result.total_steps += 1
 
-                next_state = states.push(parts.get_screen(env, config.screen_height).to(device))
+                screen = parts.get_screen(env, config.screen_height).to(device)
+                memory.observe(screen, first=False)
+                next_state = states.push(screen)
                 final = terminated or (truncated and not config.bootstrap_truncated)
                 memory.push(state, action, None if final else next_state, torch.tensor([reward], device=device))
                 state = next_state
