@@ -4,6 +4,8 @@ import csv
 import dataclasses
 import json
 import re
+import subprocess
+import sys
 from importlib.metadata import entry_points
 
 import pytest
@@ -110,3 +112,24 @@ def test_train_three_episodes_writes_csv_png_checkpoint_and_config(tmp_path, cap
     progress = captured.err.splitlines()
     assert [line.split(" | ")[0].split("] ")[1] for line in progress] == ["episode 1/3", "episode 2/3", "episode 3/3"]
     assert progress[-1].endswith("steps/s")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-m", "dqnbench.cli", "--help"],
+        ["-m", "dqnbench.cli", "train", "--help"],
+        ["-m", "dqnbench.cli", "report", "--help"],
+        ["-m", "dqnbench.cli", "sweep", "--help"],
+        ["-m", "dqnbench.cli", "golden", "--help"],
+        ["-m", "dqnbench.bench.history", "store", "--help"],
+        ["-m", "dqnbench.bench.compare", "--help"],
+        ["-m", "dqnbench.bench.stability", "--help"],
+    ],
+    ids=lambda argv: " ".join(argv[1:-1]).replace("dqnbench.", "") or "cli",
+)
+def test_every_command_prints_its_help(argv):
+    # argparse formats help text with %, so a stray "10%" in any help string only fails here.
+    done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"python {' '.join(argv)} exited {done.returncode}:\n{done.stderr[-2000:]}"
+    assert "usage:" in done.stdout

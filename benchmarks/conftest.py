@@ -1,0 +1,176 @@
+"""Benchmark parameters (device, implementation), options, and the facts recorded with each run.
+
+Run with `pytest benchmarks/` (the folder is not in `testpaths`). Options:
+
+* `--device=cpu|cuda|cpu,cuda` (default both): a CUDA case skips when no GPU is present, unless CUDA was
+  requested (named in `--device`, or `DQNBENCH_REQUIRE_CUDA=1`), in which case it fails.
+* `--dqn-impl=package.module:object` (registered by the conformance plugin): adds that implementation's
+  conformance adapter beside `reference` and `fast`.
+* `--quick`: every benchmark once (CI smoke run: proves none has rotted; its timings are not measurements).
+* `--threads=N`: torch intra-op threads (recorded in `machine_info.dqnbench.torch_threads`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import torch
+
+from dqnbench.bench.facts import pin_glibc_allocator, update_machine_info
+from dqnbench.bench.measure import run_benchmark
+from dqnbench.bench.subjects import REFERENCE_SUBJECT, BenchSubject, MissingPiece, fast_subject, user_subject
+from dqnbench.bench.workload import render_screens
+from dqnbench.conformance.adapter import REFERENCE_SPEC
+
+DEVICES = ("cpu", "cuda")
+REQUIRE_CUDA_ENV = "DQNBENCH_REQUIRE_CUDA"
+_PINNED = pytest.StashKey[dict[str, Any]]()
+_SUBJECTS = pytest.StashKey[dict[str, BenchSubject | str]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("dqnbench benchmarks")
+    group.addoption(
+        "--device",
+        default=None,
+        help="devices to benchmark, comma-separated: cpu, cuda (default: both, CUDA "
+        "skipped when absent; naming cuda makes a missing GPU an error instead of a skip)",
+    )
+    group.addoption("--quick", action="store_true", help="run every benchmark once (smoke test, not a measurement)")
+    group.addoption(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's choice, one per core); 1 keeps timings steady on a busy "
+        "machine, where threads waiting for each other at every operator multiply a timing",
+    )
+
+
+def _devices(config: pytest.Config) -> list[str]:
+    option = config.getoption("--device")
+    if option is None:
+        return list(DEVICES)
+    devices = [d.strip() for d in str(option).split(",") if d.strip()]
+    unknown = sorted(set(devices) - set(DEVICES))
+    if unknown or not devices:
+        raise pytest.UsageError(f"--device={option!r}: choose from {', '.join(DEVICES)}, comma-separated")
+    return devices
+
+
+def cuda_required(config: pytest.Config) -> bool:
+    """CUDA was asked for by name (`--device` lists it) or by `DQNBENCH_REQUIRE_CUDA=1`."""
+    named = config.getoption("--device") is not None and "cuda" in _devices(config)
+    return named or os.environ.get(REQUIRE_CUDA_ENV) == "1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_PINNED] = pin_glibc_allocator()
+    threads = config.getoption("--threads")
+    if threads is not None:
+        if threads < 1:
+            raise pytest.UsageError(f"--threads={threads}: need at least 1")
+        torch.set_num_threads(threads)
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
+    update_machine_info(machine_info, config.stash[_PINNED], mode="quick" if config.getoption("--quick") else "full")
+
+
+def _subjects(config: pytest.Config) -> dict[str, BenchSubject | str]:
+    """Implementations by test id: a subject, or why it cannot be benchmarked (its cases skip with that)."""
+    subjects: dict[str, BenchSubject | str] = {REFERENCE_SUBJECT.name: REFERENCE_SUBJECT}
+    try:
+        fast = fast_subject()
+    except ImportError as error:
+        subjects["fast"] = f"dqnbench.fast unavailable: {error}"
+    else:
+        subjects[fast.name] = fast
+    spec = config.getoption("--dqn-impl", default=None)
+    if spec and spec != REFERENCE_SPEC:
+        user = user_subject(spec)
+        if user.name in subjects:
+            raise pytest.UsageError(
+                f"--dqn-impl={spec!r}: its adapter is named {user.name!r}, which is already a benchmarked "
+                "implementation; give the DQNAdapter another name"
+            )
+        subjects[user.name] = user
+    return subjects
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "device" in metafunc.fixturenames:
+        metafunc.parametrize("device", _devices(metafunc.config), indirect=True, scope="session")
+    if "subject" in metafunc.fixturenames:
+        subjects = metafunc.config.stash.setdefault(_SUBJECTS, _subjects(metafunc.config))
+        # The parameter is the implementation's name, so the JSON's `params` records it readably.
+        metafunc.parametrize("subject", list(subjects), indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def device(request: pytest.FixtureRequest) -> torch.device:
+    name: str = request.param
+    if name == "cuda" and not torch.cuda.is_available():
+        reason = f"CUDA is not available (torch {torch.__version__}, torch.version.cuda={torch.version.cuda})"
+        if cuda_required(request.config):
+            pytest.fail(f"{reason}, but CUDA was requested (--device or {REQUIRE_CUDA_ENV}=1)", pytrace=False)
+        pytest.skip(f"{reason}; pass --device=cuda on a GPU machine")
+    return torch.device(name)
+
+
+@pytest.fixture(scope="session")
+def subject(request: pytest.FixtureRequest) -> BenchSubject:
+    found = request.config.stash[_SUBJECTS][request.param]
+    if isinstance(found, str):
+        pytest.skip(found)
+    return found
+
+
+@pytest.fixture(scope="session")
+def quick(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--quick"))
+
+
+def _skip_on_missing_piece() -> Iterator[object]:
+    try:
+        return (yield)
+    except MissingPiece as missing:
+        pytest.skip(str(missing))
+
+
+# A piece an implementation does not supply skips the benchmarks that need it, with the piece named,
+# whether a fixture building the workload or the benchmark itself asked for it. (Hooks in this file do
+# not wrap session-scoped fixtures, whose node is the session: those must not raise MissingPiece.)
+pytest_fixture_setup = pytest.hookimpl(wrapper=True)(_skip_on_missing_piece)
+pytest_pyfunc_call = pytest.hookimpl(wrapper=True)(_skip_on_missing_piece)
+
+
+POOL = 64
+"""Distinct rendered states each benchmark cycles through (a quick run renders 8)."""
+
+
+@pytest.fixture(scope="session")
+def pool_size(quick: bool) -> int:
+    return 8 if quick else POOL
+
+
+@pytest.fixture(scope="session")
+def screens(subject: BenchSubject, device: torch.device, pool_size: int) -> list[torch.Tensor]:
+    """Screens of random CartPole states (the implementation's own screens when it extracts them)."""
+    return render_screens(subject, pool_size, device)
+
+
+Timed = Callable[..., None]
+
+
+@pytest.fixture
+def timed(benchmark: Any, subject: BenchSubject, device: torch.device, quick: bool) -> Timed:
+    """`timed(group, fn, **extra_info)`: benchmark `fn` in `group`, recording implementation and device."""
+
+    def run(group: str, fn: Callable[[], object], **extra: object) -> None:
+        benchmark.group = group
+        run_benchmark(benchmark, fn, device=device, quick=quick, extra={"impl": subject.name, **extra})
+
+    return run

@@ -1,0 +1,68 @@
+"""Replay memory at capacity 10000: one push into the full memory, and sample + collate of a batch of 128."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import cycle, islice
+
+import pytest
+import torch
+
+from dqnbench.bench.facts import current_rss_mb
+from dqnbench.bench.subjects import BenchSubject
+from dqnbench.bench.workload import Step, fill, rollout
+from dqnbench.config import SEED_CONFIG
+from dqnbench.parts import Memory
+
+CAPACITY = SEED_CONFIG.memory_capacity
+BATCH_SIZE = SEED_CONFIG.batch_size
+QUICK_FILL = 2 * BATCH_SIZE
+
+
+@dataclass
+class FullMemory:
+    memory: Memory
+    stored: int
+    growth_mb: float
+    """RSS growth (CPU) or CUDA memory allocated (CUDA) while filling: what `stored` transitions cost."""
+    spare: list[Step]
+    """Steps to push in the timed loop: 13 whole episodes, observed screens included."""
+
+
+def _memory_in_use_mb(device: torch.device) -> float:
+    return torch.cuda.memory_allocated(device) / 2**20 if device.type == "cuda" else current_rss_mb()
+
+
+@pytest.fixture(scope="module")
+def full_memory(subject: BenchSubject, device: torch.device, screens, quick: bool) -> FullMemory:
+    """The implementation's memory filled to capacity (a quick run fills two batches' worth only)."""
+    subject.require("make_memory")
+    assert subject.make_memory is not None
+    steps = rollout(screens)
+    spare = list(islice(steps, 13 * 20))
+    stored = QUICK_FILL if quick else CAPACITY
+    before = _memory_in_use_mb(device)
+    memory = subject.make_memory(CAPACITY, SEED_CONFIG.seed)
+    fill(memory, steps, stored)
+    return FullMemory(memory, stored, _memory_in_use_mb(device) - before, spare)
+
+
+def _facts(full: FullMemory) -> dict[str, object]:
+    return {"capacity": CAPACITY, "stored": full.stored, "memory_growth_mb": full.growth_mb}
+
+
+def test_replay_push(timed, full_memory: FullMemory) -> None:
+    pending = cycle(full_memory.spare)
+    memory = full_memory.memory
+    # Each call is one env step's worth: the screens the loop observed and the push.
+    timed("replay-push", lambda: next(pending).feed(memory), batch_size=1, **_facts(full_memory))
+
+
+def test_replay_sample(timed, full_memory: FullMemory) -> None:
+    memory = full_memory.memory
+    timed(
+        f"replay-sample-b{BATCH_SIZE}",
+        lambda: memory.sample_batch(BATCH_SIZE),
+        batch_size=BATCH_SIZE,
+        **_facts(full_memory),
+    )

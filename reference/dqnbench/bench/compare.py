@@ -1,0 +1,286 @@
+"""The regression gate: compare the newest stored run with a baseline, benchmark by benchmark.
+
+    python -m dqnbench.bench.compare [--dir reports/history] [--machine ID]
+                                     [--current newest|FILE] [--baseline previous|NAME|FILE]
+                                     [--thresholds benchmarks/thresholds.toml] [--allow-cross-machine]
+
+A benchmark counts as **slower** (a regression: exit status 1) only when both hold:
+
+1. its median grew by more than its threshold (default 10%; per-benchmark overrides in the thresholds
+   file), and
+2. the change is beyond the measured spread: the two runs' interquartile ranges of round times do not
+   overlap (the current first quartile lies above the baseline's third quartile).
+
+**Faster** is the mirror image. A change above the threshold whose interquartile ranges overlap is
+reported as `noise`; anything else as `same`. Benchmarks present in only one run are listed as `new` or
+`gone` and never fail the gate. Runs from different machines are refused (exit status 2, naming both
+machines) unless `--allow-cross-machine` is given. Bad input files exit with status 2 and a message
+naming the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import sys
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from dqnbench.bench.history import DEFAULT_DIR, BenchFileError, Run, load_run, machine_runs, newest_run
+
+DEFAULT_THRESHOLD = 0.10
+DEFAULT_THRESHOLDS_FILE = Path("benchmarks/thresholds.toml")
+FEW_ROUNDS = 5
+"""Below this many rounds a run's interquartile range says little; such verdicts carry a note."""
+
+
+class Verdict(StrEnum):
+    SLOWER = "SLOWER"
+    FASTER = "faster"
+    NOISE = "noise"
+    SAME = "same"
+    NEW = "new"
+    GONE = "gone"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Allowed relative slow-down of the median: a default, and overrides by fnmatch pattern."""
+
+    default: float = DEFAULT_THRESHOLD
+    overrides: tuple[tuple[str, float], ...] = ()
+
+    def for_benchmark(self, bench: dict[str, Any]) -> float:
+        """The first override whose pattern matches the benchmark's group, name or fullname, else the default."""
+        keys = [str(bench.get(key) or "") for key in ("group", "name", "fullname")]
+        for pattern, threshold in self.overrides:
+            if any(fnmatch.fnmatchcase(key, pattern) for key in keys):
+                return threshold
+        return self.default
+
+
+def _threshold_value(path: Path, where: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 10:
+        raise BenchFileError(
+            path, f"{where} = {value!r}: a threshold is a relative slow-down such as 0.10 (10%), between 0 and 10"
+        )
+    return float(value)
+
+
+def load_thresholds(path: Path | str) -> Thresholds:
+    """Read a thresholds file::
+
+    default = 0.10            # relative slow-down of the median that may count as a regression
+    [benchmarks]
+    "screen-render" = 0.20    # fnmatch patterns over group, test name or fullname; first match wins
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as error:
+        raise BenchFileError(path, f"cannot be read ({error.strerror or error})") from error
+    except tomllib.TOMLDecodeError as error:
+        raise BenchFileError(path, f"is not valid TOML ({error})") from error
+    unknown = sorted(set(data) - {"default", "benchmarks"})
+    if unknown:
+        raise BenchFileError(path, f"unknown keys {unknown}; expected `default` and a [benchmarks] table")
+    overrides = data.get("benchmarks", {})
+    if not isinstance(overrides, dict):
+        raise BenchFileError(path, "[benchmarks] must be a table of pattern = threshold")
+    return Thresholds(
+        default=_threshold_value(path, "default", data.get("default", DEFAULT_THRESHOLD)),
+        overrides=tuple(
+            (str(pattern), _threshold_value(path, f"benchmarks.{pattern!r}", value))
+            for pattern, value in overrides.items()
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    verdict: Verdict
+    baseline: dict[str, Any] | None
+    current: dict[str, Any] | None
+    threshold: float
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.baseline is None or self.current is None:
+            return None
+        return float(self.current["median"]) / float(self.baseline["median"])
+
+
+def judge(baseline: dict[str, Any], current: dict[str, Any], threshold: float) -> tuple[Verdict, str]:
+    """Verdict for one benchmark from the two runs' `stats` (median, q1, q3, rounds)."""
+    ratio = float(current["median"]) / float(baseline["median"])
+    note = ""
+    if min(int(baseline["rounds"]), int(current["rounds"])) < FEW_ROUNDS:
+        note = f"fewer than {FEW_ROUNDS} rounds: spread unreliable"
+    if ratio > 1 + threshold:
+        return (Verdict.SLOWER, note) if current["q1"] > baseline["q3"] else (Verdict.NOISE, "IQRs overlap")
+    if ratio < 1 / (1 + threshold):
+        return (Verdict.FASTER, note) if current["q3"] < baseline["q1"] else (Verdict.NOISE, "IQRs overlap")
+    return Verdict.SAME, note
+
+
+def compare_runs(baseline: Run, current: Run, thresholds: Thresholds) -> list[Row]:
+    """One row per benchmark in either run, in the current run's order, then the ones that are gone."""
+    base, cur = baseline.benchmarks, current.benchmarks
+    rows = []
+    for name, bench in cur.items():
+        threshold = thresholds.for_benchmark(bench)
+        if name not in base:
+            rows.append(Row(name, Verdict.NEW, None, bench["stats"], threshold))
+            continue
+        verdict, note = judge(base[name]["stats"], bench["stats"], threshold)
+        rows.append(Row(name, verdict, base[name]["stats"], bench["stats"], threshold, note))
+    rows += [
+        Row(name, Verdict.GONE, bench["stats"], None, thresholds.for_benchmark(bench))
+        for name, bench in base.items()
+        if name not in cur
+    ]
+    return rows
+
+
+def format_time(seconds: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3f} {unit}"
+    return f"{seconds / 1e-9:.1f} ns"
+
+
+def _spread(stats: dict[str, Any] | None) -> str:
+    return "" if stats is None else f"{100 * float(stats['iqr']) / float(stats['median']):.1f}%"
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    header = ("benchmark", "baseline median", "current median", "change", "IQR base/cur", "threshold", "verdict")
+    lines = [header]
+    for row in rows:
+        ratio = row.ratio
+        lines.append(
+            (
+                row.name,
+                "" if row.baseline is None else format_time(float(row.baseline["median"])),
+                "" if row.current is None else format_time(float(row.current["median"])),
+                "" if ratio is None else f"{100 * (ratio - 1):+.1f}%",
+                f"{_spread(row.baseline)}/{_spread(row.current)}",
+                f"{100 * row.threshold:.0f}%",
+                f"{row.verdict}{f' ({row.note})' if row.note else ''}",
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in lines]
+    text.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(text)
+
+
+CONTEXT_KEYS = ("torch", "cuda", "torch_threads", "allocator", "mode")
+
+
+def context_differences(baseline: Run, current: Run) -> list[str]:
+    """Recorded facts (torch, threads, allocator...) that differ between the runs: causes to rule out first."""
+    base = baseline.data["machine_info"].get("dqnbench", {})
+    cur = current.data["machine_info"].get("dqnbench", {})
+    return [f"{key}: {base.get(key)!r} -> {cur.get(key)!r}" for key in CONTEXT_KEYS if base.get(key) != cur.get(key)]
+
+
+class CompareError(Exception):
+    """The comparison cannot be made as asked; the message says why and what to pass instead."""
+
+
+def resolve_baseline(choice: str, current: Run, directory: Path) -> Run:
+    """`previous` (the stored run just before `current` on its machine), a file path, or a stored run's name."""
+    machine = current.machine_id
+    stored = machine_runs(directory, machine)
+    if choice == "previous":
+        here = current.path.resolve()
+        before = [path for path in stored if path.name < current.file_name() and path.resolve() != here]
+        if not before:
+            raise CompareError(
+                f"no run of machine {machine!r} older than {current.path} in {directory}; store a baseline first "
+                "(`tox -e bench` twice) or name one with --baseline FILE"
+            )
+        return load_run(before[-1])
+    if Path(choice).is_file():
+        return load_run(choice)
+    matches = [path for path in stored if choice in path.name]
+    if len(matches) != 1:
+        found = "none" if not matches else ", ".join(path.name for path in matches)
+        available = ", ".join(path.name for path in stored) or "none"
+        raise CompareError(
+            f"--baseline {choice!r} must name exactly one stored run of machine {machine!r} (matches: {found}; "
+            f"stored: {available}), or be `previous` or a file path"
+        )
+    return load_run(matches[0])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m dqnbench.bench.compare",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"history store (default: {DEFAULT_DIR})")
+    parser.add_argument("--machine", help="take the newest run of this machine id (default: newest of any)")
+    parser.add_argument("--current", default="newest", help="`newest` stored run (default) or a JSON file")
+    parser.add_argument(
+        "--baseline",
+        default="previous",
+        help="`previous` (default): the stored run before the current one; or a stored run's name "
+        "(any unique part of it) or a JSON file",
+    )
+    parser.add_argument(
+        "--thresholds",
+        type=Path,
+        default=None,
+        help=f"thresholds file (default: {DEFAULT_THRESHOLDS_FILE} when present, else "
+        f"{100 * DEFAULT_THRESHOLD:.0f}%% for every benchmark)",
+    )
+    parser.add_argument(
+        "--allow-cross-machine",
+        action="store_true",
+        help="compare runs from different machines (their timings are not comparable)",
+    )
+    args = parser.parse_args(argv)
+
+    try:
+        thresholds_file = args.thresholds or (DEFAULT_THRESHOLDS_FILE if DEFAULT_THRESHOLDS_FILE.is_file() else None)
+        thresholds = load_thresholds(thresholds_file) if thresholds_file else Thresholds()
+        current = load_run(newest_run(args.dir, args.machine) if args.current == "newest" else args.current)
+        baseline = resolve_baseline(args.baseline, current, args.dir)
+        if baseline.machine_id != current.machine_id and not args.allow_cross_machine:
+            raise CompareError(
+                f"baseline {baseline.path} comes from machine {baseline.machine_id!r} and current {current.path} "
+                f"from machine {current.machine_id!r}: timings from different machines are not comparable; pass "
+                "--allow-cross-machine to compare them anyway"
+            )
+        for run in (baseline, current):
+            if run.quick:
+                raise CompareError(f"{run.path} is a --quick run (one round per benchmark): not a measurement")
+    except (BenchFileError, CompareError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    rows = compare_runs(baseline, current, thresholds)
+    for label, run in (("baseline", baseline), ("current", current)):
+        print(f"{label + ':':9} {run.path} ({run.machine_id}, commit {run.commit}, {run.time:%Y-%m-%d %H:%M} UTC)")
+    for difference in context_differences(baseline, current):
+        print(f"note: recorded context differs, {difference}")
+    print(format_table(rows))
+    slower = [row.name for row in rows if row.verdict is Verdict.SLOWER]
+    if slower:
+        print(f"\nREGRESSION: {len(slower)} benchmark(s) slower beyond threshold and spread: {', '.join(slower)}")
+        return 1
+    print(f"\nno regression ({len(rows)} benchmarks compared)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

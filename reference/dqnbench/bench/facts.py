@@ -1,0 +1,139 @@
+"""Facts recorded with every benchmark run: the machine, the allocator, and per-benchmark process counters.
+
+glibc hands freed buffers above its mmap threshold (dynamic, from 128 KiB) back to the OS and trims the
+heap top above its trim threshold; the next batch-128 forward pass then page-faults its multi-MB
+activations back in. On a 2-core machine those faults tripled the timing (15.5 ms vs 5.6 ms). The suite
+pins both thresholds, through `MALLOC_MMAP_THRESHOLD_`/`MALLOC_TRIM_THRESHOLD_` in the environment when
+given (they must be set before the process starts) or else through `mallopt` as soon as pytest
+configures, and records which, so two runs are comparable only if their allocators were.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import platform
+import resource
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+import dqnbench
+from dqnbench.bench.history import machine_id_from_info
+
+MALLOC_ENV_VARS = (
+    "MALLOC_MMAP_THRESHOLD_",
+    "MALLOC_TRIM_THRESHOLD_",
+    "MALLOC_TOP_PAD_",
+    "MALLOC_MMAP_MAX_",
+    "MALLOC_ARENA_MAX",
+)
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+MMAP_THRESHOLD = 32 * 1024 * 1024
+"""glibc's largest accepted mmap threshold on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX); above any activation here."""
+TRIM_THRESHOLD = 1024 * 1024 * 1024
+"""Keep up to 1 GiB of freed heap instead of returning it to the OS after every large free."""
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+def allocator_env() -> dict[str, str]:
+    """The allocator settings given in this process's environment (glibc's and PyTorch's CUDA allocator)."""
+    names = (*MALLOC_ENV_VARS, "PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF")
+    return {name: os.environ[name] for name in names if name in os.environ}
+
+
+def pin_glibc_allocator() -> dict[str, Any]:
+    """Fix glibc's mmap and trim thresholds for this process and say how.
+
+    Returns what the run records as `allocator.pinned`: the source ("environment", "mallopt", or why
+    nothing was pinned) and the thresholds in force.
+    """
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ and "MALLOC_TRIM_THRESHOLD_" in os.environ:
+        return {
+            "source": "environment",
+            "mmap_threshold": int(os.environ["MALLOC_MMAP_THRESHOLD_"]),
+            "trim_threshold": int(os.environ["MALLOC_TRIM_THRESHOLD_"]),
+        }
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return {"source": f"not pinned: {platform.system()} {platform.libc_ver()[0] or 'non-glibc'} libc"}
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    applied = (
+        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+    )
+    if not applied:
+        return {"source": "not pinned: mallopt refused the thresholds"}
+    return {"source": "mallopt", "mmap_threshold": MMAP_THRESHOLD, "trim_threshold": TRIM_THRESHOLD}
+
+
+def gpu_names() -> list[str]:
+    if not torch.cuda.is_available():
+        return []
+    return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+
+
+def update_machine_info(machine_info: dict[str, Any], pinned: dict[str, Any], *, mode: str) -> None:
+    """Add this suite's facts under `machine_info["dqnbench"]` (the `pytest_benchmark_update_machine_info` hook).
+
+    `DQNBENCH_MACHINE_ID` overrides the derived machine id (e.g. for a CI runner whose host name changes).
+    """
+    machine_info["dqnbench"] = machine_facts(pinned, mode=mode)
+    machine_info["dqnbench"]["machine_id"] = os.environ.get(MACHINE_ID_ENV) or machine_id_from_info(machine_info)
+
+
+MACHINE_ID_ENV = "DQNBENCH_MACHINE_ID"
+
+
+def machine_facts(pinned: dict[str, Any], *, mode: str) -> dict[str, Any]:
+    """Versions, GPUs, threads, allocator settings and load: what a timing depends on besides the code."""
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    return {
+        "dqnbench_version": dqnbench.__version__,
+        "mode": mode,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": cudnn,
+        "gpus": gpu_names(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "thread_env": {name: os.environ[name] for name in THREAD_ENV_VARS if name in os.environ},
+        "allocator": {"env": allocator_env(), "pinned": pinned},
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+@dataclass(frozen=True)
+class ProcessCounters:
+    """A snapshot of this process's page faults and memory, to turn into per-call deltas."""
+
+    minor_faults: int
+    major_faults: int
+    peak_rss_mb: float
+    rss_mb: float
+
+    @classmethod
+    def now(cls) -> ProcessCounters:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return cls(
+            minor_faults=usage.ru_minflt,
+            major_faults=usage.ru_majflt,
+            # ru_maxrss is in KiB on Linux (bytes on macOS, where this suite is not measured).
+            peak_rss_mb=usage.ru_maxrss / 1024,
+            rss_mb=current_rss_mb(),
+        )
+
+
+def current_rss_mb() -> float:
+    """Resident set size now (Linux /proc), falling back to the peak where /proc is absent."""
+    try:
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20

@@ -1,0 +1,247 @@
+"""The history store: every benchmark run kept as its own pytest-benchmark JSON file, never overwritten.
+
+Layout: ``<dir>/<machine id>/<UTC time of the run>-<short commit>[-dirty].json``, where the file is the
+pytest-benchmark JSON exactly as the run wrote it (machine and commit are inside: `machine_info`,
+`commit_info`). File names sort chronologically, so "the newest run" and "the previous run" are the last
+two names in a machine's folder. Runs from different machines live in different folders and are never
+compared without being asked (see `dqnbench.bench.compare`).
+
+    python -m dqnbench.bench.history store results.json [--dir reports/history]
+    python -m dqnbench.bench.history list [--dir reports/history] [--machine ID]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DIR = Path("reports/history")
+REQUIRED_STATS = ("median", "q1", "q3", "iqr", "rounds")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "unknown"
+
+
+def machine_id_from_info(machine_info: dict[str, Any]) -> str:
+    """The history store's folder name for the machine a run came from.
+
+    A run written by this suite carries it (`machine_info.dqnbench.machine_id`); for any other
+    pytest-benchmark JSON it is derived from the host name, CPU model, core count, architecture and GPUs,
+    so a different CPU or GPU under the same host name is a different machine.
+    """
+    recorded = machine_info.get("dqnbench", {}).get("machine_id") if isinstance(machine_info, dict) else None
+    if isinstance(recorded, str) and recorded:
+        return recorded
+    cpu = machine_info.get("cpu", {}) if isinstance(machine_info.get("cpu"), dict) else {}
+    hardware = [
+        str(cpu.get("brand_raw", "")),
+        str(cpu.get("count", "")),
+        str(machine_info.get("machine", "")),
+        *[str(name) for name in machine_info.get("dqnbench", {}).get("gpus", [])],
+    ]
+    digest = hashlib.sha256("|".join(hardware).encode()).hexdigest()[:8]
+    return f"{_slug(str(machine_info.get('node', 'unknown')))}-{digest}"
+
+
+class BenchFileError(ValueError):
+    """A file that is not a usable pytest-benchmark run; the message names the file and what is wrong."""
+
+    def __init__(self, path: Path | str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = Path(path)
+
+
+@dataclass(frozen=True)
+class Run:
+    """A validated pytest-benchmark run."""
+
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def machine_id(self) -> str:
+        return machine_id_from_info(self.data["machine_info"])
+
+    @property
+    def commit(self) -> str:
+        info = self.data["commit_info"]
+        commit = str(info.get("id") or "unknown")
+        short = commit[:8] if re.fullmatch(r"[0-9a-f]{7,40}", commit) else _slug(commit)
+        return f"{short}-dirty" if info.get("dirty") else short
+
+    @property
+    def time(self) -> datetime:
+        return datetime.fromisoformat(self.data["datetime"]).astimezone(UTC)
+
+    @property
+    def quick(self) -> bool:
+        return bool(self.data["machine_info"].get("dqnbench", {}).get("mode") == "quick")
+
+    @property
+    def benchmarks(self) -> dict[str, dict[str, Any]]:
+        """Benchmarks by `fullname` (the test node id: file, function and parameters)."""
+        return {bench["fullname"]: bench for bench in self.data["benchmarks"]}
+
+    def file_name(self) -> str:
+        return f"{self.time:%Y%m%dT%H%M%S.%fZ}-{self.commit}.json"
+
+
+def load_run(path: Path | str) -> Run:
+    """Read and validate a pytest-benchmark JSON file, raising `BenchFileError` naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise BenchFileError(path, f"cannot be read ({error.strerror or error})") from error
+    if not text.strip():
+        raise BenchFileError(path, "is empty; expected the JSON a `pytest --benchmark-json=FILE` run writes")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise BenchFileError(
+            path,
+            f"is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}); "
+            "was the run interrupted while writing it?",
+        ) from error
+    if not isinstance(data, dict) or not {"machine_info", "commit_info", "benchmarks", "datetime"} <= set(data):
+        keys = sorted(data) if isinstance(data, dict) else type(data).__name__
+        raise BenchFileError(
+            path,
+            f"is not pytest-benchmark JSON: expected keys machine_info, commit_info, benchmarks and "
+            f"datetime, got {keys}",
+        )
+    if not isinstance(data["benchmarks"], list) or not data["benchmarks"]:
+        raise BenchFileError(
+            path, "holds no benchmarks; was the run made with --benchmark-disable, or were all benchmarks skipped?"
+        )
+    for index, bench in enumerate(data["benchmarks"]):
+        stats = bench.get("stats") if isinstance(bench, dict) else None
+        if not isinstance(stats, dict) or "fullname" not in bench:
+            raise BenchFileError(path, f"benchmarks[{index}] has no fullname or stats")
+        missing = [key for key in REQUIRED_STATS if not isinstance(stats.get(key), int | float)]
+        if missing:
+            raise BenchFileError(path, f"benchmarks[{index}] ({bench['fullname']}) lacks the statistics {missing}")
+        if stats["median"] <= 0:
+            raise BenchFileError(
+                path, f"benchmarks[{index}] ({bench['fullname']}) has median {stats['median']}: not a timing"
+            )
+    try:
+        datetime.fromisoformat(str(data["datetime"]))
+    except ValueError as error:
+        raise BenchFileError(path, f"datetime {data['datetime']!r} is not an ISO 8601 time") from error
+    return Run(path, data)
+
+
+@dataclass(frozen=True)
+class Stored:
+    path: Path
+    new: bool
+    """False when the identical run was already in the store (storing is idempotent)."""
+
+
+def _write_new(path: Path, text: str) -> bool:
+    """Create `path` with `text` in one step; False, with nothing written, when `path` already exists."""
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as tmp:
+            tmp.write(text)
+        # A hard link appears complete or not at all, and never replaces an existing file (unlike rename).
+        os.link(tmp_name, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp_name)
+
+
+def store(path: Path | str, directory: Path | str = DEFAULT_DIR) -> Stored:
+    """Copy the run in `path` into the history store; an existing file is never replaced."""
+    run = load_run(path)
+    if run.quick:
+        raise BenchFileError(
+            run.path,
+            "is a --quick run (every benchmark once: a smoke test, not a measurement); run the "
+            "benchmarks without --quick to store them",
+        )
+    folder = Path(directory) / run.machine_id
+    folder.mkdir(parents=True, exist_ok=True)
+    text = run.path.read_text()
+    stem = run.file_name().removesuffix(".json")
+    for attempt in range(1, 1000):
+        # "_N" sorts after ".json", so a second run with the same name still lists after the first.
+        target = folder / (f"{stem}.json" if attempt == 1 else f"{stem}_{attempt}.json")
+        if target.exists() and target.read_text() == text:
+            return Stored(target, new=False)
+        if _write_new(target, text):
+            return Stored(target, new=True)
+    raise BenchFileError(run.path, f"999 different runs named {stem}*.json are already in {folder}")
+
+
+def machine_runs(directory: Path | str, machine: str) -> list[Path]:
+    """The runs stored for `machine`, oldest first."""
+    folder = Path(directory) / machine
+    return sorted(folder.glob("*.json")) if folder.is_dir() else []
+
+
+def machines(directory: Path | str) -> list[str]:
+    root = Path(directory)
+    return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+def newest_run(directory: Path | str, machine: str | None = None) -> Path:
+    """The most recent stored run (of `machine`, or of any machine), by the run's time."""
+    candidates = (
+        machine_runs(directory, machine)
+        if machine
+        else [path for name in machines(directory) for path in machine_runs(directory, name)]
+    )
+    if not candidates:
+        where = f"{Path(directory) / machine}" if machine else f"{directory}"
+        raise FileNotFoundError(
+            f"no stored benchmark runs under {where}; store one with "
+            "`python -m dqnbench.bench.history store RESULTS.json`"
+        )
+    return max(candidates, key=lambda path: (path.name, str(path)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dqnbench.bench.history", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    store_cmd = commands.add_parser("store", help="add pytest-benchmark JSON files to the history store")
+    store_cmd.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    store_cmd.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"history store (default: {DEFAULT_DIR})")
+    list_cmd = commands.add_parser("list", help="list the stored runs, oldest first")
+    list_cmd.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"history store (default: {DEFAULT_DIR})")
+    list_cmd.add_argument("--machine", help="only this machine's runs")
+    args = parser.parse_args(argv)
+
+    if args.command == "list":
+        for name in [args.machine] if args.machine else machines(args.dir):
+            for path in machine_runs(args.dir, name):
+                print(path)
+        return 0
+    failed = False
+    for file in args.files:
+        try:
+            stored = store(file, args.dir)
+        except (BenchFileError, OSError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            failed = True
+            continue
+        print(f"{'stored' if stored.new else 'already stored'}: {file} -> {stored.path}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

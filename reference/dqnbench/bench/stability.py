@@ -1,0 +1,122 @@
+"""Run-to-run stability: run the benchmark suite N times back to back and report each benchmark's spread.
+
+    python -m dqnbench.bench.stability [--runs 3] [--out DIR] [--target 0.10] [-- PYTEST ARGS...]
+
+Each run is a separate `python -m pytest benchmarks/ --benchmark-json=DIR/run-<i>.json` process (so
+each pays its own start-up, as `tox -e bench` does); its output goes to DIR/run-<i>.log. The spread of a
+benchmark is max/min - 1 of its medians across the runs; the exit status is 1 when any benchmark's spread
+exceeds `--target`. Nothing in DIR is overwritten: DIR must not hold run files already.
+`--from FILE...` computes the same table from runs made earlier, without running anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dqnbench.bench.compare import format_time
+from dqnbench.bench.history import BenchFileError, Run, load_run
+
+DEFAULT_TARGET = 0.10
+DEFAULT_SUITE = Path("benchmarks")
+
+
+@dataclass(frozen=True)
+class Spread:
+    name: str
+    medians: tuple[float, ...]
+    """Median round time of each run, in run order (seconds)."""
+    iqr_fraction: float
+    """Largest within-run IQR / median among the runs: the noise inside one run."""
+
+    @property
+    def spread(self) -> float:
+        return max(self.medians) / min(self.medians) - 1
+
+
+def spreads(runs: Sequence[Run]) -> list[Spread]:
+    """Per benchmark present in every run, its medians across the runs (benchmarks missing from one are left out)."""
+    common = [name for name in runs[0].benchmarks if all(name in run.benchmarks for run in runs)]
+    result = []
+    for name in common:
+        stats = [run.benchmarks[name]["stats"] for run in runs]
+        result.append(Spread(
+            name=name,
+            medians=tuple(float(s["median"]) for s in stats),
+            iqr_fraction=max(float(s["iqr"]) / float(s["median"]) for s in stats),
+        ))  # fmt: skip
+    return result
+
+
+def format_spreads(rows: Sequence[Spread], target: float) -> str:
+    width = max([len("benchmark"), *(len(row.name) for row in rows)])
+    lines = [f"{'benchmark':{width}}  {'medians per run':40}  {'spread':>7}  {'IQR max':>7}"]
+    for row in rows:
+        medians = ", ".join(format_time(m) for m in row.medians)
+        flag = "  > target" if row.spread > target else ""
+        lines.append(f"{row.name:{width}}  {medians:40}  {row.spread:7.1%}  {row.iqr_fraction:7.1%}{flag}")
+    worst = max(rows, key=lambda row: row.spread)
+    lines.append(f"\nworst spread {worst.spread:.1%} ({worst.name}); target {target:.0%}")
+    return "\n".join(lines)
+
+
+def run_suite(runs: int, out: Path, pytest_args: Sequence[str], suite: Path = DEFAULT_SUITE) -> list[Path]:
+    """Run `suite` `runs` times, each in its own process, writing DIR/run-<i>.json and .log; their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    existing = sorted(out.glob("run-*.json"))
+    if existing:
+        raise FileExistsError(f"{out} already holds {existing[0].name}; pass a new --out (runs are never overwritten)")
+    paths = []
+    for index in range(1, runs + 1):
+        path = out / f"run-{index}.json"
+        command = [sys.executable, "-m", "pytest", str(suite), "-q", "-p", "no:cacheprovider",
+                   f"--benchmark-json={path}", *pytest_args]  # fmt: skip
+        log = path.with_suffix(".log")
+        started = time.perf_counter()
+        with log.open("x") as output:
+            completed = subprocess.run(command, check=False, stdout=output, stderr=subprocess.STDOUT)
+        took = time.perf_counter() - started
+        print(f"run {index}/{runs}: exit {completed.returncode} in {took:.0f} s (output: {log})", flush=True)
+        if completed.returncode != 0:
+            raise RuntimeError(
+                f"benchmark run {index} failed (exit {completed.returncode}, see {log}): {' '.join(command)}"
+            )
+        paths.append(path)
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m dqnbench.bench.stability",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--runs", type=int, default=3, help="back-to-back runs (default 3)")
+    parser.add_argument("--out", type=Path, default=Path(f"reports/stability/{time.strftime('%Y%m%dT%H%M%S')}"))
+    parser.add_argument("--target", type=float, default=DEFAULT_TARGET, help="largest acceptable spread (0.10)")
+    parser.add_argument("--suite", type=Path, default=DEFAULT_SUITE, help="benchmark folder or file (benchmarks)")
+    parser.add_argument("--from", dest="files", nargs="+", type=Path, help="existing run JSON files to compare")
+    parser.add_argument("pytest_args", nargs="*", help="passed to pytest after `--`, e.g. -- --device=cpu -k replay")
+    args = parser.parse_args(argv)
+    if args.runs < 2 and not args.files:
+        parser.error(f"--runs {args.runs}: a spread needs at least 2 runs")
+    try:
+        paths = args.files or run_suite(args.runs, args.out, args.pytest_args, args.suite)
+        rows = spreads([load_run(path) for path in paths])
+    except (BenchFileError, FileExistsError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not rows:
+        print("error: no benchmark appears in every run", file=sys.stderr)
+        return 2
+    print(format_spreads(rows, args.target))
+    return 1 if any(row.spread > args.target for row in rows) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

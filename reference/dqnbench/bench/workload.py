@@ -1,0 +1,198 @@
+"""The data benchmarks run on: rendered CartPole screens and frames, transitions as the training loop makes
+them, and one full training step.
+
+Everything is seeded, so two runs time the same work. Screens come from real renders of random CartPole
+states (the cart anywhere on the track), so per-frame costs that depend on the picture are represented.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from dqnbench.bench.subjects import REFERENCE_SUBJECT, BenchSubject
+from dqnbench.config import SEED_CONFIG, DQNConfig
+from dqnbench.envs import make_env
+from dqnbench.parts import Memory
+from dqnbench.policy import epsilon, select_action
+from dqnbench.train import StateBuilder, make_optimizer
+
+SCREEN_HEIGHT = 40
+N_ACTIONS = 2
+
+
+def random_cartpole_states(count: int, seed: int = 0) -> np.ndarray:
+    """(count, 4) CartPole states with the cart anywhere on the visible track and the pole within its limits."""
+    rng = np.random.default_rng(seed)
+    low = np.array([-2.4, -2.0, -0.2, -2.0])
+    return rng.uniform(low, -low, size=(count, 4))
+
+
+def set_state(env: Any, state: np.ndarray) -> None:
+    env.unwrapped.state = state.copy()
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One rendered (H, W, 3) uint8 frame and the cart position it shows."""
+
+    pixels: np.ndarray
+    cart_x: float
+
+
+def posed_env(count: int, seed: int = 0) -> Iterator[tuple[Any, np.ndarray]]:
+    """A CartPole env set, in turn, to each of `count` random states: yields (env, state), closes it after."""
+    env = make_env()
+    env.reset(seed=seed)
+    try:
+        for state in random_cartpole_states(count, seed):
+            set_state(env, state)
+            yield env, state
+    finally:
+        env.close()
+
+
+def render_frames(count: int, seed: int = 0) -> list[Frame]:
+    return [Frame(np.asarray(env.render()), float(state[0])) for env, state in posed_env(count, seed)]
+
+
+def render_screens(subject: BenchSubject, count: int, device: torch.device, seed: int = 0) -> list[Tensor]:
+    """`count` screens of random states on `device`, through the subject's `get_screen` when it has one.
+
+    A subject without one (a user's adapter may supply only a network) gets the reference's screens, which
+    are what its network and memory would be fed in `dqnbench train`.
+    """
+    get_screen = subject.get_screen or REFERENCE_SUBJECT.get_screen
+    assert get_screen is not None
+    return [get_screen(env, SCREEN_HEIGHT).to(device) for env, _ in posed_env(count, seed)]
+
+
+Transition = tuple[Tensor, Tensor, Tensor | None, Tensor]
+
+
+@dataclass(frozen=True)
+class Step:
+    """What `dqnbench.train` hands the memory for one env step: the screens it rendered, then the push."""
+
+    observed: tuple[tuple[Tensor, bool], ...]
+    """(screen, first) for each `memory.observe` call before the push (two right after a reset)."""
+    transition: Transition
+
+    def feed(self, memory: Memory) -> None:
+        for screen, first in self.observed:
+            memory.observe(screen, first=first)
+        memory.push(*self.transition)
+
+
+def rollout(screens: list[Tensor], *, episode_length: int = 20, seed: int = 0) -> Iterator[Step]:
+    """Endless steps shaped as `dqnbench.train` makes them, cycling through `screens`.
+
+    States are screen differences built by the training loop's `StateBuilder`, each next state is the
+    following transition's state (the same tensor, as in the loop), every screen is observed before its
+    push, and every `episode_length`-th transition is final (`next_state` None).
+    """
+    rng = random.Random(seed)
+    device = screens[0].device
+    builder = StateBuilder(SEED_CONFIG)
+    index = 0
+
+    def next_screen() -> Tensor:
+        nonlocal index
+        index += 1
+        return screens[index % len(screens)]
+
+    while True:
+        first = next_screen()
+        state = builder.reset(first)
+        observed: tuple[tuple[Tensor, bool], ...] = ((first, True),)
+        for t in range(1, episode_length + 1):
+            screen = next_screen()
+            next_state = builder.push(screen)
+            action = torch.tensor([[rng.randrange(N_ACTIONS)]], device=device)
+            reward = torch.tensor([1.0], device=device)
+            transition = (state, action, None if t == episode_length else next_state, reward)
+            yield Step((*observed, (screen, False)), transition)
+            state, observed = next_state, ()
+
+
+def fill(memory: Memory, steps: Iterator[Step], count: int) -> None:
+    for _ in range(count):
+        next(steps).feed(memory)
+
+
+def network(subject: BenchSubject, device: torch.device) -> nn.Module:
+    """The subject's Q-network for the seed's 40x90 difference screens, on `device`."""
+    subject.require("make_network")
+    assert subject.make_network is not None
+    return subject.make_network(SCREEN_HEIGHT, 90, N_ACTIONS, 3).to(device)
+
+
+class TrainStep:
+    """One step of `dqnbench.train`'s loop with the subject's parts: act, env step, screen, push, optimize.
+
+    The memory starts filled with `warm` transitions made from `screens` (see `rollout`), so every step
+    optimises, as in the loop after `learning_starts`; an episode's end resets the env inside the step that
+    ended it, as the loop does.
+    """
+
+    def __init__(
+        self,
+        subject: BenchSubject,
+        device: torch.device,
+        *,
+        screens: list[Tensor],
+        warm: int,
+        config: DQNConfig = SEED_CONFIG,
+    ) -> None:
+        subject.require("make_network", "make_memory", "make_optimize", "get_screen")
+        assert subject.make_memory is not None
+        assert subject.make_optimize is not None
+        assert subject.get_screen is not None
+        self.get_screen = subject.get_screen
+        self.device = device
+        self.config = config
+        self.env = make_env(config.env_id)
+        self.env.reset(seed=config.seed)
+        torch.manual_seed(config.seed)
+        self.rng = random.Random(config.seed)
+        self.policy = network(subject, device)
+        self.target = subject.make_target(self.policy)
+        self.optimize = subject.make_optimize(
+            self.policy, self.target, make_optimizer(self.policy.parameters(), config), config
+        )
+        self.memory = subject.make_memory(config.memory_capacity, config.seed)
+        fill(self.memory, rollout(screens), warm)
+        self.states = StateBuilder(config)
+        self.state = self.states.reset(self.screen(first=True))
+        # Past the exploration ramp, as most of a run is: acting is mostly greedy.
+        self.steps = int(5 * config.eps_decay)
+
+    def screen(self, *, first: bool) -> Tensor:
+        screen = self.get_screen(self.env, self.config.screen_height).to(self.device)
+        self.memory.observe(screen, first=first)
+        return screen
+
+    def __call__(self) -> Tensor:
+        config = self.config
+        eps = epsilon(self.steps, config.eps_start, config.eps_end, config.eps_decay)
+        action = select_action(self.policy, self.state, eps, N_ACTIONS, self.rng)
+        _, reward, terminated, truncated, _ = self.env.step(action.item())
+        self.steps += 1
+        next_state = self.states.push(self.screen(first=False))
+        final = terminated or (truncated and not config.bootstrap_truncated)
+        self.memory.push(self.state, action, None if final else next_state, torch.tensor([reward], device=self.device))
+        loss = self.optimize(self.memory.sample_batch(config.batch_size))
+        if terminated or truncated:
+            self.env.reset()
+            next_state = self.states.reset(self.screen(first=True))
+        self.state = next_state
+        return loss
+
+    def close(self) -> None:
+        self.env.close()

@@ -1,0 +1,294 @@
+"""Reading stored results into pandas tables: benchmark runs, conformance results and training curves.
+
+Every file is recognised by its content, not its name. A file named on the command line must be one of the
+three kinds; inside a folder, JSON files of other kinds (a training run's config.json, a sweep's summary) are
+listed as ignored. A file that cannot be parsed at all is always an error naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+# The history store's own machine id, so that the report names machines as the store's folders do.
+from dqnbench.bench.history import machine_id_from_info
+
+CONFORMANCE_SCHEMA = "dqnbench.conformance/1"
+TRAINING_COLUMNS = ("episode", "duration", "total_steps", "epsilon", "mean_loss", "wall_s")
+# fmt: off
+BENCHMARK_COLUMNS = (
+    "source", "machine", "datetime", "commit", "version", "quick", "group", "name", "fullname", "operation",
+    "device", "impl", "median", "q1", "q3", "iqr", "mean", "stddev", "rounds", "data",
+)
+# fmt: on
+CONFORMANCE_COLUMNS = ("source", "implementation", "created", "torch", "check", "outcome", "message", "duration_s")
+TRAINING_TABLE_COLUMNS = ("source", "sweep", "seed", *TRAINING_COLUMNS)
+OUTCOMES = ("passed", "failed", "skipped")
+# Where the implementation's name may be recorded: the benchmark suite's `subject` parameter and `impl` extra
+# info, or the names a hand-written benchmark is likely to use.
+_IMPL_KEYS = ("subject", "impl", "implementation")
+# Parameters that say *where* or *what* runs; every other parameter is part of the operation's identity.
+_PLACEMENT_PARAMS = ("device", *_IMPL_KEYS)
+
+
+class ReportInputError(ValueError):
+    """A result file the report cannot use; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything a report is made from, one row per measurement."""
+
+    benchmarks: pd.DataFrame
+    conformance: pd.DataFrame
+    training: pd.DataFrame
+    files: tuple[Path, ...] = ()
+    ignored: tuple[Path, ...] = ()
+
+
+def load_inputs(paths: Sequence[Path]) -> Inputs:
+    """Read every result file named, or found under a named folder, into one `Inputs`."""
+    if not paths:
+        raise ReportInputError("no result files or folders were given; name at least one (e.g. reports/history)")
+    benchmark_rows: list[dict[str, Any]] = []
+    conformance_rows: list[dict[str, Any]] = []
+    training_frames: list[pd.DataFrame] = []
+    used: list[Path] = []
+    ignored: list[Path] = []
+    versions: dict[int, Path] = {}
+    for path, explicit in _expand(paths):
+        if path.suffix == ".csv":
+            training_frames.append(read_training_csv(path))
+            used.append(path)
+            continue
+        document = read_json(path)
+        if is_benchmark_document(document):
+            _check_version(path, document, versions)
+            benchmark_rows.extend(benchmark_rows_from(path, document))
+        elif is_conformance_document(document):
+            _check_schema(path, document)
+            conformance_rows.extend(conformance_rows_from(path, document))
+        elif explicit:
+            raise ReportInputError(
+                f"{path}: not a pytest-benchmark JSON (no 'benchmarks' list with 'stats') nor a conformance result "
+                f"(schema {CONFORMANCE_SCHEMA!r}); give a file written by --benchmark-json, the history store or "
+                "a conformance run (`--conformance-json`)"
+            )
+        else:
+            ignored.append(path)
+            continue
+        used.append(path)
+    if not used:
+        raise ReportInputError(
+            f"no benchmark, conformance or training results were found in {', '.join(map(str, paths))}"
+        )
+    training = pd.concat(training_frames, ignore_index=True) if training_frames else _empty(TRAINING_TABLE_COLUMNS)
+    return Inputs(
+        benchmarks=pd.DataFrame(benchmark_rows, columns=list(BENCHMARK_COLUMNS)),
+        conformance=pd.DataFrame(conformance_rows, columns=list(CONFORMANCE_COLUMNS)),
+        training=training,
+        files=tuple(used),
+        ignored=tuple(ignored),
+    )
+
+
+def _empty(columns: Iterable[str]) -> pd.DataFrame:
+    return pd.DataFrame(columns=list(columns))
+
+
+def _expand(paths: Sequence[Path]) -> list[tuple[Path, bool]]:
+    """(file, named explicitly) pairs: folders are searched for JSON results and training `durations.csv`.
+
+    A file reached twice (a folder and a file inside it) is read once, so no run is counted twice.
+    """
+    found: dict[Path, tuple[Path, bool]] = {}
+    for path in paths:
+        if path.is_dir():
+            for p in sorted(path.rglob("*")):
+                if p.is_file() and (p.suffix == ".json" or p.name == "durations.csv") and not p.name.startswith("."):
+                    found.setdefault(p.resolve(), (p, False))
+        elif path.is_file():
+            found[path.resolve()] = (path, True)
+        else:
+            raise ReportInputError(f"{path}: no such file or folder; check the path given to `dqnbench report`")
+    return list(found.values())
+
+
+def read_json(path: Path) -> Any:
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if not text.strip():
+        raise ReportInputError(f"{path}: the file is empty; the run that wrote it probably failed, re-run it")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ReportInputError(
+            f"{path}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}; the file has "
+            f"{len(text)} characters): it is probably truncated by an interrupted run; re-run it or remove it"
+        ) from error
+
+
+def is_benchmark_document(document: Any) -> bool:
+    return (
+        isinstance(document, Mapping)
+        and isinstance(document.get("benchmarks"), list)
+        and all(isinstance(b, Mapping) and isinstance(b.get("stats"), Mapping) for b in document["benchmarks"])
+    )
+
+
+def is_conformance_document(document: Any) -> bool:
+    """A conformance result of any schema version (`_check_schema` then refuses versions this reader lacks)."""
+    return isinstance(document, Mapping) and str(document.get("schema", "")).startswith("dqnbench.conformance/")
+
+
+def _check_schema(path: Path, document: Mapping[str, Any]) -> None:
+    if document["schema"] != CONFORMANCE_SCHEMA:
+        raise ReportInputError(
+            f"{path}: conformance schema {document['schema']!r}, but this report reads {CONFORMANCE_SCHEMA!r}; "
+            "re-run the conformance kit with this dqnbench version, or report with the dqnbench that wrote it"
+        )
+
+
+def _check_version(path: Path, document: Mapping[str, Any], seen: dict[int, Path]) -> None:
+    """All benchmark files must come from one pytest-benchmark major version: its statistics changed between them.
+
+    A file without a `version` (hand-made, or from another harness) is read as it is, unchecked.
+    """
+    if "version" not in document:
+        return
+    version = str(document["version"])
+    match = re.match(r"(\d+)\.", version)
+    if match is None:
+        raise ReportInputError(
+            f"{path}: the pytest-benchmark 'version' field is {version!r}, not a version number; "
+            "was the file edited by hand?"
+        )
+    major = int(match.group(1))
+    if seen and major not in seen:
+        other_major, other = next(iter(seen.items()))
+        raise ReportInputError(
+            f"{path}: written by pytest-benchmark {version} but {other} by version {other_major}.x; mixed versions "
+            "are not compared; report them separately or re-run the older benchmarks"
+        )
+    seen.setdefault(major, path)
+
+
+def operation_name(benchmark: Mapping[str, Any]) -> str:
+    """The test's name without its parameters, plus any parameter other than device or implementation."""
+    base = str(benchmark.get("name") or benchmark.get("fullname") or "unnamed").split("[", 1)[0]
+    base = base.removeprefix("test_")
+    params = benchmark.get("params") or {}
+    identity = [f"{k}={v}" for k, v in sorted(params.items()) if k not in _PLACEMENT_PARAMS]
+    return f"{base}[{', '.join(identity)}]" if identity else base
+
+
+def _first(mappings: Sequence[Mapping[str, Any]], keys: Sequence[str], default: str) -> str:
+    for mapping in mappings:
+        for key in keys:
+            if mapping.get(key):
+                return str(mapping[key])
+    return default
+
+
+def benchmark_rows_from(path: Path, document: Mapping[str, Any]) -> list[dict[str, Any]]:
+    machine_info = document.get("machine_info") or {}
+    suite_facts = machine_info.get("dqnbench") or {}
+    commit_info = document.get("commit_info") or {}
+    when = (
+        pd.Timestamp(document["datetime"]) if document.get("datetime") else pd.Timestamp(path.stat().st_mtime, unit="s")
+    )
+    if when.tzinfo is None:
+        when = when.tz_localize("UTC")
+    rows = []
+    for index, benchmark in enumerate(document["benchmarks"]):
+        stats = benchmark["stats"]
+        missing = [key for key in ("median", "q1", "q3", "rounds") if not isinstance(stats.get(key), int | float)]
+        if missing:
+            raise ReportInputError(
+                f"{path}: benchmark #{index} ({benchmark.get('name', '?')}) has no numeric {', '.join(missing)} in "
+                "its stats; was it written by pytest-benchmark --benchmark-json?"
+            )
+        params = benchmark.get("params") or {}
+        extra = benchmark.get("extra_info") or {}
+        raw = stats.get("data")
+        rows.append(
+            {
+                "source": str(path),
+                "machine": machine_id_from_info(dict(machine_info)),
+                "datetime": when.tz_convert("UTC"),
+                "commit": str(commit_info.get("id") or "unknown")[:10],
+                "version": str(document.get("version", "unknown")),
+                "quick": suite_facts.get("mode") == "quick" or bool(extra.get("quick")),
+                "group": benchmark.get("group") or "",
+                "name": benchmark.get("name", ""),
+                "fullname": benchmark.get("fullname") or benchmark.get("name", ""),
+                "operation": operation_name(benchmark),
+                # Without a recorded device the run is a plain CPU benchmark (pytest-benchmark knows no devices).
+                "device": _first([params, extra], ["device"], "cpu").split(":")[0],
+                "impl": _first([params, extra], _IMPL_KEYS, "reference"),
+                "median": float(stats["median"]),
+                "q1": float(stats["q1"]),
+                "q3": float(stats["q3"]),
+                "iqr": float(stats.get("iqr", stats["q3"] - stats["q1"])),
+                "mean": float(stats.get("mean", stats["median"])),
+                "stddev": float(stats.get("stddev", 0.0)),
+                "rounds": int(stats["rounds"]),
+                "data": np.asarray(raw, dtype=float) if isinstance(raw, list) and raw else None,
+            }
+        )
+    return rows
+
+
+def conformance_rows_from(path: Path, document: Mapping[str, Any]) -> list[dict[str, Any]]:
+    results = document.get("results")
+    if not isinstance(results, list):
+        raise ReportInputError(
+            f"{path}: a {CONFORMANCE_SCHEMA} file needs a 'results' list; it has {type(results).__name__}"
+        )
+    rows = []
+    for index, result in enumerate(results):
+        outcome = result.get("outcome") if isinstance(result, Mapping) else None
+        if outcome not in OUTCOMES or not result.get("check"):
+            raise ReportInputError(
+                f"{path}: results[{index}] needs a 'check' name and an 'outcome' in {OUTCOMES}; got {result!r}"
+            )
+        rows.append(
+            {
+                "source": str(path),
+                "implementation": str(document.get("implementation") or path.stem),
+                "created": str(document.get("created", "")),
+                "torch": str(document.get("torch", "")),
+                "check": str(result["check"]),
+                "outcome": outcome,
+                "message": str(result.get("message") or ""),
+                "duration_s": float(result.get("duration_s") or 0.0),
+            }
+        )
+    return rows
+
+
+def read_training_csv(path: Path) -> pd.DataFrame:
+    """One seed's `durations.csv`; its sweep is the folder above `seed<N>/` (or its own folder)."""
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise ReportInputError(f"{path}: not a readable training CSV ({error}); re-run the training") from error
+    missing = [c for c in ("episode", "duration") if c not in frame.columns]
+    if missing:
+        raise ReportInputError(
+            f"{path}: training CSV lacks column(s) {', '.join(missing)}; "
+            f"expected the header {','.join(TRAINING_COLUMNS)}"
+        )
+    seed_match = re.fullmatch(r"seed[_-]?(\d+)", path.parent.name)
+    sweep_dir = path.parent.parent if seed_match else path.parent
+    frame = frame.reindex(columns=list(TRAINING_COLUMNS))
+    frame.insert(0, "seed", seed_match.group(1) if seed_match else path.parent.name)
+    frame.insert(0, "sweep", sweep_dir.name or str(sweep_dir))
+    frame.insert(0, "source", str(path))
+    return frame

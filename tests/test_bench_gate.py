@@ -1,0 +1,313 @@
+"""The regression gate end to end, on real pytest-benchmark runs of a tiny benchmark made in subprocesses.
+
+The tiny "implementation" waits 2 ms (a sleep: its time barely depends on how busy the machine is); the
+slowed one waits 2 ms more. The gate must flag the slowed run against the baseline and pass an unchanged
+rerun, and every bad input must be refused with the file named.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dqnbench.bench import compare, history, stability
+from dqnbench.bench.compare import Thresholds, Verdict, judge, load_thresholds
+from dqnbench.bench.history import BenchFileError, load_run
+
+TINY_BENCHMARK = """
+import os
+import time
+
+EXTRA_S = float(os.environ["TINY_EXTRA_MS"]) / 1e3
+
+
+def test_work(benchmark):
+    benchmark(lambda: time.sleep(0.002 + EXTRA_S))
+
+
+def test_untouched(benchmark):
+    benchmark(lambda: time.sleep(0.001))
+"""
+
+
+def _start_run(folder: Path, out: Path, extra_ms: float) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable, "-m", "pytest", str(folder / "test_tiny.py"), "-q", "-c", str(folder / "pytest.ini"),
+        "-p", "no:cacheprovider", "-p", "no:dqnbench", f"--benchmark-json={out}",
+        "--benchmark-min-rounds=25", "--benchmark-max-time=0.1",
+    ]  # fmt: skip
+    env = {**os.environ, "TINY_EXTRA_MS": str(extra_ms)}
+    return subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _finish(process: subprocess.Popen[bytes]) -> None:
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, f"tiny benchmark run failed (exit {process.returncode}):\n{output.decode()}"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding the tiny benchmark and a pytest.ini of its own (not this repository's settings)."""
+    folder = tmp_path_factory.mktemp("tiny")
+    (folder / "test_tiny.py").write_text(TINY_BENCHMARK)
+    (folder / "pytest.ini").write_text("[pytest]\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def runs(tiny: Path) -> dict[str, Path]:
+    """Real pytest-benchmark JSON: `baseline`, then `unchanged` and `slowed` (+2 ms) made after it."""
+    folder = tiny
+    paths = {name: folder / f"{name}.json" for name in ("baseline", "unchanged", "slowed")}
+    _finish(_start_run(folder, paths["baseline"], 0.0))
+    # Both later runs sleep rather than compute, so running them side by side does not skew them.
+    later = [_start_run(folder, paths["unchanged"], 0.0), _start_run(folder, paths["slowed"], 2.0)]
+    for process in later:
+        _finish(process)
+    return paths
+
+
+def _cli(module: str, *args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", f"dqnbench.bench.{module}", *map(str, args)],
+        cwd=cwd, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def _gate(tmp_path: Path, baseline: Path, current: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """Store both runs (baseline first) in a fresh history and compare the newest with the previous one."""
+    store_dir = tmp_path / "history"
+    stored = _cli("history", "store", baseline, current, "--dir", store_dir, cwd=tmp_path)
+    assert stored.returncode == 0, stored.stderr
+    return _cli("compare", "--dir", store_dir, *extra, cwd=tmp_path)
+
+
+def _row(output: str, test: str) -> str:
+    rows = [line for line in output.splitlines() if line.startswith(f"test_tiny.py::{test} ")]
+    assert len(rows) == 1, f"expected one table row for {test}, got {rows} in:\n{output}"
+    return rows[0]
+
+
+def test_slowed_implementation_is_flagged(runs: dict[str, Path], tmp_path: Path) -> None:
+    result = _gate(tmp_path, runs["baseline"], runs["slowed"])
+    assert result.returncode == 1, f"the +2 ms run was not flagged (exit {result.returncode}):\n{result.stdout}"
+    assert "SLOWER" in _row(result.stdout, "test_work"), result.stdout
+    assert "SLOWER" not in _row(result.stdout, "test_untouched"), result.stdout
+    assert "REGRESSION: 1 benchmark(s)" in result.stdout
+
+
+def test_unchanged_implementation_passes(runs: dict[str, Path], tmp_path: Path) -> None:
+    result = _gate(tmp_path, runs["baseline"], runs["unchanged"])
+    assert result.returncode == 0, f"an unchanged rerun was flagged:\n{result.stdout}{result.stderr}"
+    assert "SLOWER" not in result.stdout
+    assert "no regression (2 benchmarks compared)" in result.stdout
+
+
+def test_threshold_override_lets_an_expected_slowdown_pass(runs: dict[str, Path], tmp_path: Path) -> None:
+    thresholds = tmp_path / "thresholds.toml"
+    thresholds.write_text('default = 0.10\n[benchmarks]\n"test_work" = 2.0\n')
+    result = _gate(tmp_path, runs["baseline"], runs["slowed"], "--thresholds", str(thresholds))
+    assert result.returncode == 0, result.stdout
+    assert "200%" in _row(result.stdout, "test_work")
+
+
+def test_runs_from_different_machines_are_not_compared_silently(runs: dict[str, Path], tmp_path: Path) -> None:
+    other = tmp_path / "other-machine.json"
+    data = json.loads(runs["slowed"].read_text())
+    data["machine_info"]["node"] = "another-host"
+    other.write_text(json.dumps(data))
+    here, there = load_run(runs["baseline"]).machine_id, load_run(other).machine_id
+    assert here != there
+
+    refused = _cli("compare", "--current", other, "--baseline", runs["baseline"], cwd=tmp_path)
+    assert refused.returncode == 2, refused.stdout
+    assert here in refused.stderr and there in refused.stderr, refused.stderr
+    assert "--allow-cross-machine" in refused.stderr
+
+    allowed = _cli("compare", "--current", other, "--baseline", runs["baseline"], "--allow-cross-machine", cwd=tmp_path)
+    assert allowed.returncode == 1, allowed.stdout + allowed.stderr
+
+
+def test_store_keeps_every_run_and_never_overwrites(runs: dict[str, Path], tmp_path: Path) -> None:
+    store_dir = tmp_path / "history"
+    first = history.store(runs["baseline"], store_dir)
+    again = history.store(runs["baseline"], store_dir)
+    assert first.new
+    assert not again.new
+    assert again.path == first.path
+    original = first.path.read_text()
+
+    # Same run time and commit, different content: stored beside, never over, the first.
+    altered = tmp_path / "altered.json"
+    data = json.loads(original)
+    data["benchmarks"][0]["stats"]["median"] *= 2
+    altered.write_text(json.dumps(data))
+    second = history.store(altered, store_dir)
+    assert second.new
+    assert second.path != first.path
+    assert first.path.read_text() == original
+    machine = load_run(runs["baseline"]).machine_id
+    assert history.machine_runs(store_dir, machine) == [first.path, second.path]
+    assert history.newest_run(store_dir) == second.path
+
+
+def test_stored_file_is_the_run_itself_with_machine_and_commit(runs: dict[str, Path], tmp_path: Path) -> None:
+    stored = history.store(runs["baseline"], tmp_path)
+    run = load_run(runs["baseline"])
+    assert stored.path.read_text() == runs["baseline"].read_text()
+    assert stored.path.parent.name == run.machine_id
+    assert stored.path.name.endswith(f"-{run.commit}.json")
+    assert stored.path.name.startswith(f"{run.time:%Y%m%dT%H%M%S}")
+
+
+def _bad_files(tmp_path: Path, good: Path) -> dict[str, tuple[Path, str]]:
+    text = good.read_text()
+    not_bench = {"machine_info": {}, "results": []}
+    no_benchmarks = {**json.loads(text), "benchmarks": []}
+    zero_median = json.loads(text)
+    zero_median["benchmarks"][0]["stats"]["median"] = 0.0
+    cases = {
+        "empty": ("", "is empty"),
+        "truncated": (text[: len(text) // 2], "is not valid JSON"),
+        "not-benchmark": (json.dumps(not_bench), "is not pytest-benchmark JSON"),
+        "no-benchmarks": (json.dumps(no_benchmarks), "holds no benchmarks"),
+        "zero-median": (json.dumps(zero_median), "not a timing"),
+    }
+    files = {}
+    for name, (content, message) in cases.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(content)
+        files[name] = (path, message)
+    return files
+
+
+def test_bad_inputs_are_refused_naming_the_file(runs: dict[str, Path], tmp_path: Path) -> None:
+    for name, (path, message) in _bad_files(tmp_path, runs["baseline"]).items():
+        with pytest.raises(BenchFileError, match=message) as raised:
+            load_run(path)
+        assert str(path) in str(raised.value), name
+
+        stored = _cli("history", "store", path, "--dir", tmp_path / "history", cwd=tmp_path)
+        assert stored.returncode == 1, name
+        assert str(path) in stored.stderr and message in stored.stderr, stored.stderr
+
+        compared = _cli("compare", "--current", path, "--baseline", runs["baseline"], cwd=tmp_path)
+        assert compared.returncode == 2, name
+        assert str(path) in compared.stderr, compared.stderr
+    assert not (tmp_path / "history").exists() or not any((tmp_path / "history").rglob("*.json"))
+
+
+def test_missing_file_and_empty_history_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(BenchFileError, match="cannot be read"):
+        load_run(tmp_path / "absent.json")
+    result = _cli("compare", "--dir", tmp_path / "nothing-here", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "no stored benchmark runs under" in result.stderr
+
+
+def test_a_single_stored_run_has_no_previous_baseline(runs: dict[str, Path], tmp_path: Path) -> None:
+    history.store(runs["baseline"], tmp_path / "history")
+    result = _cli("compare", "--dir", tmp_path / "history", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "older than" in result.stderr and "--baseline FILE" in result.stderr
+
+
+def test_quick_runs_are_not_stored_or_compared(runs: dict[str, Path], tmp_path: Path) -> None:
+    quick = tmp_path / "quick.json"
+    data = json.loads(runs["baseline"].read_text())
+    data["machine_info"]["dqnbench"] = {"mode": "quick"}
+    quick.write_text(json.dumps(data))
+    with pytest.raises(BenchFileError, match="--quick run"):
+        history.store(quick, tmp_path / "history")
+    result = _cli("compare", "--current", quick, "--baseline", runs["baseline"], "--allow-cross-machine", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--quick run" in result.stderr
+
+
+def _stats(median: float, q1: float, q3: float, rounds: int = 50) -> dict[str, float]:
+    return {"median": median, "q1": q1, "q3": q3, "iqr": q3 - q1, "rounds": rounds}
+
+
+@pytest.mark.parametrize(
+    ("current", "verdict"),
+    [
+        (_stats(1.30, 1.25, 1.35), Verdict.SLOWER),  # +30%, IQRs apart
+        (_stats(1.30, 1.00, 1.60), Verdict.NOISE),  # +30%, but the spread covers the baseline
+        (_stats(1.05, 1.04, 1.06), Verdict.SAME),  # apart, yet within the 10% threshold
+        (_stats(0.70, 0.68, 0.72), Verdict.FASTER),
+        (_stats(0.70, 0.50, 1.20), Verdict.NOISE),
+    ],
+)
+def test_judge_needs_both_threshold_and_separated_spreads(current: dict[str, float], verdict: Verdict) -> None:
+    assert judge(_stats(1.0, 0.98, 1.02), current, 0.10)[0] is verdict
+
+
+def test_thresholds_file_first_matching_pattern_wins(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text('default = 0.2\n[benchmarks]\n"screen-*" = 0.3\n"*render*" = 0.9\n')
+    thresholds = load_thresholds(path)
+    assert thresholds == Thresholds(0.2, (("screen-*", 0.3), ("*render*", 0.9)))
+    assert thresholds.for_benchmark({"group": "screen-render", "name": "test_screen_render[cpu-reference]"}) == 0.3
+    assert thresholds.for_benchmark({"group": "train-step", "name": "test_train_step[cpu-reference]"}) == 0.2
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("default = -1\n", "between 0 and 10"), ("defualt = 0.1\n", "unknown keys"), ("default = ", "not valid TOML")],
+)
+def test_bad_thresholds_file_is_refused_naming_it(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "thresholds.toml"
+    path.write_text(content)
+    with pytest.raises(BenchFileError, match=message) as raised:
+        load_thresholds(path)
+    assert str(path) in str(raised.value)
+
+
+def test_compare_table_lists_new_and_gone_benchmarks(runs: dict[str, Path], tmp_path: Path) -> None:
+    data = json.loads(runs["baseline"].read_text())
+    renamed = copy.deepcopy(data)
+    renamed["benchmarks"][0]["fullname"] += "-renamed"
+    path = tmp_path / "renamed.json"
+    path.write_text(json.dumps(renamed))
+    rows = compare.compare_runs(load_run(runs["baseline"]), load_run(path), Thresholds())
+    verdicts = sorted(str(row.verdict) for row in rows)
+    assert verdicts == ["gone", "new", "same"]
+
+
+def test_stability_reports_the_spread_of_medians_across_runs(
+    runs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    loaded = [load_run(runs[name]) for name in ("baseline", "unchanged", "slowed")]
+    by_name = {row.name: row for row in stability.spreads(loaded)}
+    work = by_name["test_tiny.py::test_work"]
+    assert work.medians == tuple(run.benchmarks[work.name]["stats"]["median"] for run in loaded)
+    assert work.spread == pytest.approx(max(work.medians) / min(work.medians) - 1)
+    assert work.spread > 0.5, work  # 2 ms vs 4 ms
+
+    assert stability.main(["--from", *map(str, runs.values()), "--target", "0.5"]) == 1
+    output = capsys.readouterr().out
+    assert "worst spread" in output
+    assert "(test_tiny.py::test_work)" in output
+
+
+def test_stability_runs_the_suite_back_to_back_and_keeps_every_run(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TINY_EXTRA_MS", "0")
+    out = tmp_path / "stability"
+    args = ["--runs", "2", "--out", str(out), "--suite", str(tiny / "test_tiny.py"), "--target", "10", "--",
+            "-c", str(tiny / "pytest.ini"), "-p", "no:dqnbench", "--benchmark-max-time=0.05"]  # fmt: skip
+    assert stability.main(args) == 0, capsys.readouterr()
+    assert sorted(path.name for path in out.iterdir()) == ["run-1.json", "run-1.log", "run-2.json", "run-2.log"]
+    assert "test_tiny.py::test_work" in capsys.readouterr().out
+    first = (out / "run-1.json").read_text()
+
+    assert stability.main(args) == 2
+    assert "already holds run-1.json" in capsys.readouterr().err
+    assert (out / "run-1.json").read_text() == first

@@ -1,0 +1,70 @@
+"""The benchmark suite's parameters, run for real (in-process, `pytest benchmarks/ --quick`).
+
+A user's adapter joins the reference as an implementation; pieces it does not supply skip with the piece
+named; CUDA skips when absent unless requested (option or environment variable), and then fails.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest_plugins = ("pytester",)
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+PARTIAL_ADAPTER = """
+from dqnbench.conformance.adapter import DQNAdapter
+from dqnbench.nets import DQN
+
+ADAPTER = DQNAdapter(name="partial", make_network=DQN)
+"""
+
+
+def _bench(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    pytester.makepyfile(partial_adapter=PARTIAL_ADAPTER)
+    pytester.syspathinsert()
+    return pytester.runpytest_inprocess(
+        str(BENCHMARKS), "--quick", "--benchmark-disable", "-p", "no:cacheprovider", "-rs", "-v", *args
+    )
+
+
+def test_user_adapter_is_benchmarked_and_missing_pieces_skip_by_name(pytester: pytest.Pytester) -> None:
+    result = _bench(pytester, "--dqn-impl=partial_adapter:ADAPTER", "-k", "forward and cpu or screen_process and cpu")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines_random([
+        "*test_forward[[]cpu-partial-b1[]] PASSED*",
+        "*test_forward[[]cpu-partial-b128[]] PASSED*",
+        "*test_screen_process[[]cpu-reference[]] PASSED*",
+        "*test_screen_process[[]cpu-partial[]] SKIPPED*",
+        "*implementation 'partial' does not supply extract_screen*",
+    ])  # fmt: skip
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks what happens without CUDA")
+def test_cuda_skips_with_a_reason_when_absent(pytester: pytest.Pytester) -> None:
+    result = _bench(pytester, "-k", "forward and reference and not b128")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines_random([
+        "*test_forward[[]cpu-reference-b1[]] PASSED*",
+        "*test_forward[[]cuda-reference-b1[]] SKIPPED*",
+        "*CUDA is not available*pass --device=cuda on a GPU machine*",
+    ])  # fmt: skip
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the failure when CUDA is requested but absent")
+@pytest.mark.parametrize("request_cuda", ["option", "environment"])
+def test_requested_cuda_fails_when_absent(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, request_cuda: str
+) -> None:
+    args = ["--device=cuda"] if request_cuda == "option" else []
+    if request_cuda == "environment":
+        monkeypatch.setenv("DQNBENCH_REQUIRE_CUDA", "1")
+    result = _bench(pytester, *args, "-k", "forward and reference and not b128")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
+    result.stdout.fnmatch_lines_random([
+        "*test_forward[[]cuda-reference-b1[]] ERROR*",
+        "*but CUDA was requested (--device or DQNBENCH_REQUIRE_CUDA=1)*",
+    ])  # fmt: skip
