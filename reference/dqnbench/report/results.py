@@ -92,8 +92,12 @@ def verdict(ratio: Ratio, faster: str = "faster", slower: str = "slower") -> str
     return faster if ratio.value > 1 else slower
 
 
-def comparison(ratio: Ratio, other: str) -> str:
-    """'is 4.2 times faster (95% CI 3.9–4.6) than OTHER', or the within-noise form with its reason."""
+def comparison(ratio: Ratio, other: str, other_noun: str | None = None) -> str:
+    """'is 4.2 times faster (95% CI 3.9–4.6) than OTHER', or the within-noise form with its reason.
+
+    `other_noun` names the other side as a noun for the within-noise form ("the CPU timing" where `other` is
+    "on the CPU"); it defaults to `other`.
+    """
     if ratio.within_noise:
         reason = (
             f"fewer than {FEW_ROUNDS} rounds, too few to measure a spread"
@@ -103,8 +107,9 @@ def comparison(ratio: Ratio, other: str) -> str:
             else "the interval includes 1"
         )
         return (
-            f"is as fast as {other} within the measurement noise "
-            f"(ratio {_number(ratio.value)}, {interval(ratio.low, ratio.high)}; {reason})"
+            # A within-noise ratio can still be far from 1 (a wide interval); calling that "as fast" misleads.
+            f"cannot be told apart from {other_noun or other} beyond the measurement noise "
+            f"(median ratio {_number(ratio.value)}, {interval(ratio.low, ratio.high)}; {reason})"
         )
     if ratio.value > 1:
         return f"is {_number(ratio.value)} times faster ({interval(ratio.low, ratio.high)}) than {other}"
@@ -219,14 +224,14 @@ def device_section(bench: pd.DataFrame, numbering: Numbering) -> Section:
     lead = f"As Figure {fig_no} shows, the CUDA {labels[best.name]} "
     paragraphs.append(
         lead
-        + comparison(_as_ratio(best), "on the CPU")
+        + comparison(_as_ratio(best), "on the CPU", "the CPU timing")
         + f" (median {format_seconds(best['cuda_median'])} against {format_seconds(best['cpu_median'])})."
     )
     worst = table.loc[table["ratio"].idxmin()]
     if _number(worst["ratio"]) != _number(best["ratio"]):
         paragraphs[-1] += (
             f" At the other end, the CUDA {labels[worst.name]} "
-            + comparison(_as_ratio(worst), "on the CPU")
+            + comparison(_as_ratio(worst), "on the CPU", "the CPU timing")
             + f" (median {format_seconds(worst['cuda_median'])} against {format_seconds(worst['cpu_median'])})."
         )
     paragraphs.append(method_sentence(table["method"]))
