@@ -4,8 +4,10 @@ import csv
 import dataclasses
 import json
 import re
+import signal
 import subprocess
 import sys
+import time
 from importlib.metadata import entry_points
 
 import pytest
@@ -133,3 +135,25 @@ def test_every_command_prints_its_help(argv):
     done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, f"python {' '.join(argv)} exited {done.returncode}:\n{done.stderr[-2000:]}"
     assert "usage:" in done.stdout
+
+
+def test_sigterm_stops_training_like_ctrl_c_with_every_file_complete(tmp_path):
+    # SDL used to swallow SIGTERM, and a plain SIGTERM would skip the final writes.
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "dqnbench.cli", "train", "--episodes", "10000", "--out", str(out)]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as run:
+        deadline = time.monotonic() + 120
+        while not ((out / "durations.csv").is_file() and len((out / "durations.csv").read_text().splitlines()) > 2):
+            assert run.poll() is None, f"training ended early: {run.stderr.read()[-2000:]}"
+            assert time.monotonic() < deadline, "no episode finished within 120 s"
+            time.sleep(0.2)
+        run.send_signal(signal.SIGTERM)
+        stdout, stderr = run.communicate(timeout=60)
+    assert run.returncode == 130, f"exit {run.returncode}, expected 130 (interrupted):\n{stderr[-2000:]}"
+    assert "interrupted after" in stdout
+    rows = list(csv.DictReader((out / "durations.csv").read_text().splitlines()))
+    assert len(rows) >= 2
+    assert (out / "durations.png").read_bytes().startswith(b"\x89PNG")
+    import torch
+
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["episodes_done"] >= len(rows)

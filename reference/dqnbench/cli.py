@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
 import sys
 import types
 import typing
@@ -56,11 +57,20 @@ def config_from_args(args: argparse.Namespace) -> DQNConfig:
     return config_from_dict(given, origin="command line", base=base)
 
 
+def _interrupt_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _train(args: argparse.Namespace) -> int:
     from dqnbench.train import train
 
     config = config_from_args(args)
-    result = train(config)
+    # `kill PID` (a job scheduler's stop) then ends a run as Ctrl-C does: every result file complete.
+    previous = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    try:
+        result = train(config)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     state = "interrupted after" if result.interrupted else "finished"
     print(
         f"{state} {len(result.durations)} episodes, {result.total_steps} steps in {result.wall_s:.1f} s; "

@@ -7,6 +7,9 @@ from typing import Any
 
 # pygame opens a window unless told otherwise; dqnbench never shows one.
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+# SDL installs SIGINT/SIGTERM handlers of its own, so `kill PID` no longer stopped a training run (and
+# Ctrl-C only reached Python by luck); Python's own handling keeps results complete on an interrupt.
+os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")
 
 import gymnasium as gym
 
