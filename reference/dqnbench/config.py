@@ -209,19 +209,19 @@ TUNED_CONFIG = DQNConfig(
     learning_rate=2.5e-4,
     # A horizon of ~100 steps: with 0.999, Q reaches 500+ and every target error is scaled by that.
     gamma=0.99,
-    # Explore for ~30k steps (eps ~= 0.06 at 30k) instead of 200 steps (the seed is greedy after one episode).
+    # Explore for ~30k steps (eps ~= 0.07 at 30k) instead of 200 steps (the seed is greedy after one episode).
     eps_start=1.0,
     eps_end=0.02,
     eps_decay=10_000.0,
     # 20k transitions of 4 stacked float screens take ~7 GB; the memory is filled with random play first.
     memory_capacity=20_000,
     learning_starts=2_000,
-    # One update of 32 every 4 steps (Nature DQN's replay ratio): each transition is replayed ~8 times,
-    # and an update costs 4x less wall time per environment step than the seed's 128 every step.
+    # One update of 32 every 2 steps: each transition is replayed ~16 times, not ~128 (the seed: 128 every
+    # step), and an environment step costs ~3x less (measured on this CPU; notes/learning.md).
     batch_size=32,
-    train_every=4,
-    # A target fixed for 2000 steps (500 updates) by step count, not every 10 episodes, whose period
-    # grows from ~200 to ~5000 steps as episodes lengthen.
+    train_every=2,
+    # A target fixed for 500 steps (250 updates), by step count: each sync carries the value one Bellman
+    # backup further, so 10 episodes (~200 steps early, ~5000 once episodes last) is too slow and irregular.
     target_update_episodes=0,
     target_update_steps=500,
     # The policy picks the next action, the target values it: plain max over noisy Q over-estimates.
