@@ -1,0 +1,251 @@
+"""Replay memories in preallocated tensors: sampling is one gather, not a Python loop over transitions.
+
+Both sample exactly the transitions `dqnbench.replay.ReplayMemory` with the same seed samples (same ring
+order, same `random.Random(seed).sample` draw), so training with them follows the reference step for step.
+
+- `StateMemory` stores the pushed states as they are (any float states; what the conformance kit pushes).
+- `ScreenMemory` stores each rendered screen once, as uint8, and rebuilds states when it samples: the
+  seed's screens are multiples of 1/255 (ToPILImage quantises them), so a uint8 screen loses nothing, and a
+  state is computed the way the loop computes it (`a.float() / 255 - b.float() / 255` for the seed's
+  difference, the screens side by side for a stack). It needs the screens, which the training loop passes to
+  `observe` (see `dqnbench.parts.Memory`); ten thousand transitions take ~108 MB instead of ~864 MB.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+from torch import Tensor
+
+from dqnbench.fast.threads import single_threaded
+from dqnbench.learner import Batch
+
+
+class _Ring:
+    """The ring of actions, rewards and final flags, and the reference's sampling order."""
+
+    def __init__(self, capacity: int, seed: int = 0) -> None:
+        if capacity < 1:
+            raise ValueError(f"{type(self).__name__}(capacity={capacity}): capacity must be >= 1")
+        self.capacity = capacity
+        self._size = 0
+        self._next = 0
+        self._rng = random.Random(seed)
+        self._actions: Tensor | None = None
+        self._rewards: Tensor | None = None
+        self._final = torch.zeros(capacity, dtype=torch.bool)
+
+    def _claim(self, action: Tensor, reward: Tensor, final: bool) -> int:
+        """Store action, reward and the final flag in the next slot (the oldest once full); return the slot."""
+        if self._actions is None or self._rewards is None:
+            self._actions = torch.empty((self.capacity, *action.shape[1:]), dtype=action.dtype, device=action.device)
+            self._rewards = torch.empty((self.capacity, *reward.shape[1:]), dtype=reward.dtype, device=reward.device)
+        slot = self._next
+        self._actions[slot] = action.detach().reshape(self._actions.shape[1:])
+        self._rewards[slot] = reward.detach().reshape(self._rewards.shape[1:])
+        self._final[slot] = final
+        self._size = min(self._size + 1, self.capacity)
+        self._next = (self._next + 1) % self.capacity
+        return slot
+
+    def _draw(self, batch_size: int) -> list[int]:
+        if batch_size > self._size:
+            raise ValueError(
+                f"{type(self).__name__}.sample(batch_size={batch_size}): the memory holds only {self._size} "
+                "transitions; wait until len(memory) >= batch_size"
+            )
+        # random.sample only uses the population's length, so drawing from range(len) picks the same
+        # slots, in the same order, as ReplayMemory drawing from its list.
+        return self._rng.sample(range(self._size), batch_size)
+
+    def _batch(self, slots: list[int], states: Tensor, next_states: Tensor) -> Batch:
+        """A Batch of `slots`, given their states and next states (rows of final transitions are dropped)."""
+        assert self._actions is not None and self._rewards is not None
+        index = torch.tensor(slots, device=self._actions.device)
+        continues = ~self._final[slots].to(states.device)
+        return Batch(
+            states=states,
+            actions=self._actions[index],
+            rewards=self._rewards[index].to(torch.float32).reshape(len(slots)),
+            non_final_mask=continues,
+            non_final_next_states=next_states[continues],
+        )
+
+    def __len__(self) -> int:
+        return self._size
+
+    def observe(self, screen: Tensor, *, first: bool) -> None:
+        """Screens are not needed by memories that store the states they are pushed."""
+
+
+class StateMemory(_Ring):
+    """The seed's replay memory over preallocated state tensors: push copies, sample gathers."""
+
+    def __init__(self, capacity: int, seed: int = 0) -> None:
+        super().__init__(capacity, seed)
+        self._states: Tensor | None = None
+        self._next_states: Tensor | None = None
+
+    def push(self, state: Tensor, action: Tensor, next_state: Tensor | None, reward: Tensor) -> None:
+        if self._states is None or self._next_states is None:
+            shape = (self.capacity, *state.shape[1:])
+            self._states = torch.empty(shape, dtype=state.dtype, device=state.device)
+            self._next_states = torch.zeros(shape, dtype=state.dtype, device=state.device)
+        if state.shape[1:] != self._states.shape[1:]:
+            raise ValueError(
+                f"StateMemory.push: state of shape {tuple(state.shape)} does not match the stored states "
+                f"(N, {', '.join(map(str, self._states.shape[1:]))}); push states of one shape per memory"
+            )
+        slot = self._claim(action, reward, final=next_state is None)
+        # Copies into the ring, never aliases: the caller may keep changing its tensors.
+        self._states[slot] = state.detach().reshape(self._states.shape[1:])
+        if next_state is not None:
+            self._next_states[slot] = next_state.detach().reshape(self._next_states.shape[1:])
+
+    def sample_batch(self, batch_size: int) -> Batch:
+        slots = self._draw(batch_size)
+        assert self._states is not None and self._next_states is not None
+        index = torch.tensor(slots, device=self._states.device)
+        return self._batch(slots, self._states[index], self._next_states[index])
+
+    def sample(self, batch_size: int) -> Batch:
+        return self.sample_batch(batch_size)
+
+
+class ScreenMemory(_Ring):
+    """Replay over uint8 screens stored once; states are rebuilt from them when sampled.
+
+    The loop calls `observe(screen, first=...)` with every screen it renders (first=True right after a
+    reset), then `push` for the transition that screen ends. The state recipe, the seed's difference of the
+    last two screens or a stack of the last k, is read from the first pushed state and checked against it.
+    """
+
+    def __init__(self, capacity: int, seed: int = 0) -> None:
+        super().__init__(capacity, seed)
+        self._screens: Tensor | None = None  # ring of uint8 screens, indexed by screen id % len
+        self._next_id = 0
+        self._window: list[int] = []  # screen ids of the current state
+        self._pending: list[int] | None = None  # the state's ids plus the newest screen, awaiting its push
+        self._ids: Tensor | None = None  # per transition: its state's screen ids and then the next screen's
+        self._stack: int | None = None  # screens per state; None until the first push; 0 for the difference
+        self._work: tuple[Tensor, Tensor] | None = None  # sampling buffers: gathered uint8 and float screens
+
+    @property
+    def _span(self) -> int:
+        return 2 if not self._stack else self._stack
+
+    def observe(self, screen: Tensor, *, first: bool) -> None:
+        if first:
+            self._pending = None
+        elif not self._window:
+            raise RuntimeError("ScreenMemory.observe(first=False) before any observe(first=True): reset first")
+        screen_id = self._store(screen)
+        if first:
+            self._window = [screen_id]
+        else:
+            self._pending = [*self._window, screen_id]
+
+    def _store(self, screen: Tensor) -> int:
+        pixels = screen.detach().mul(255).round_()
+        if self._screens is None:
+            # Room for every screen a full ring of transitions refers to: one per transition, the screens
+            # before the oldest one's and the newest one; `_grow` adds more after time-limit endings.
+            self._screens = torch.empty(
+                (self.capacity + 16, *pixels.shape[1:]), dtype=torch.uint8, device=pixels.device
+            )
+        if self._oldest_live_id() <= self._next_id - self._screens.shape[0]:
+            self._grow()
+        self._screens[self._next_id % self._screens.shape[0]] = pixels.reshape(self._screens.shape[1:])
+        self._next_id += 1
+        return self._next_id - 1
+
+    def _oldest_live_id(self) -> int:
+        if self._ids is None or self._size == 0:
+            return min(self._window, default=self._next_id)
+        oldest = self._next if self._size == self.capacity else 0
+        return min(int(self._ids[oldest, 0]), *self._window)
+
+    def _grow(self) -> None:
+        assert self._screens is not None
+        old = self._screens
+        size = old.shape[0] + max(old.shape[0] // 100, 16)
+        grown = torch.empty((size, *old.shape[1:]), dtype=old.dtype, device=old.device)
+        ids = torch.arange(self._oldest_live_id(), self._next_id)
+        grown[ids % size] = old[ids % old.shape[0]]
+        self._screens = grown
+
+    def _recipe(self, state: Tensor) -> None:
+        """Learn how the loop builds states from the first pushed one; refuse states this memory cannot rebuild."""
+        assert self._screens is not None
+        channels = self._screens.shape[1]
+        candidates = ([0] if state.shape[1] == channels else []) + (
+            [state.shape[1] // channels] if state.shape[1] % channels == 0 else []
+        )
+        for stack in candidates:
+            self._stack = stack
+            ids = ([self._window[0]] * self._span + self._window)[-self._span :]
+            if torch.equal(self._rebuild(self._float_screens(torch.tensor([ids]))), state.to(self._screens.device)):
+                return
+        self._stack = None
+        raise ValueError(
+            f"ScreenMemory.push: the first state (shape {tuple(state.shape)}) is neither the difference of the "
+            "last two observed screens nor a stack of them; ScreenMemory rebuilds states from the screens passed "
+            "to observe(), so use StateMemory for states built any other way"
+        )
+
+    def _float_screens(self, ids: Tensor) -> Tensor:
+        """(B, n) screen ids -> (B, n, C, H, W) float screens, converted as ToTensor converts them (u / 255).
+
+        The result lives in a work buffer reused by the next call: callers build new tensors from it.
+        """
+        assert self._screens is not None
+        flat = self._screens.view(self._screens.shape[0], -1)
+        index = (ids.to(flat.device) % flat.shape[0]).flatten()
+        if self._work is None or self._work[0].shape[0] != index.shape[0]:
+            self._work = (
+                flat.new_empty((index.shape[0], flat.shape[1])),
+                flat.new_empty((index.shape[0], flat.shape[1]), dtype=torch.float32),
+            )
+        pixels, screens = self._work
+        torch.index_select(flat, 0, index, out=pixels)
+        screens.copy_(pixels).div_(255)  # float32(u) / 255, as ToTensor's img.to(float32).div(255)
+        return screens.view(*ids.shape, *self._screens.shape[1:])
+
+    def _rebuild(self, screens: Tensor) -> Tensor:
+        """States from (B, span, C, H, W) float screens, computed as the training loop computes them."""
+        if not self._stack:
+            return screens[:, 1] - screens[:, 0]
+        # A copy: `screens` is the reused work buffer, and a batch must outlive the next sample.
+        return screens.flatten(1, 2).clone()
+
+    def push(self, state: Tensor, action: Tensor, next_state: Tensor | None, reward: Tensor) -> None:
+        if self._pending is None:
+            raise RuntimeError(
+                "ScreenMemory.push without a new screen: call observe(screen, first=False) with the screen "
+                "that follows the action before pushing its transition"
+            )
+        if self._stack is None:
+            self._recipe(state)
+        span = self._span
+        # A fresh episode's state repeats its first screen (the seed's zero difference, a stack of copies).
+        window = ([self._pending[0]] * span + self._pending)[-span - 1 :]
+        if self._ids is None:
+            self._ids = torch.zeros(self.capacity, span + 1, dtype=torch.long)
+        slot = self._claim(action, reward, final=next_state is None)
+        self._ids[slot] = torch.tensor(window)
+        self._window, self._pending = window[1:], None
+        if next_state is None:
+            # Nothing refers to the screen after a final step: the next episode's first screen reuses its slot.
+            self._next_id -= 1
+
+    def sample_batch(self, batch_size: int) -> Batch:
+        slots = self._draw(batch_size)
+        assert self._ids is not None and self._screens is not None
+        with single_threaded(self._screens.device):
+            # Each screen of a transition is converted once and serves both its state and its next state.
+            screens = self._float_screens(self._ids[slots])
+            return self._batch(slots, self._rebuild(screens[:, :-1]), self._rebuild(screens[:, 1:]))
+
+    def sample(self, batch_size: int) -> Batch:
+        return self.sample_batch(batch_size)

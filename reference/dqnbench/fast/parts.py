@@ -1,0 +1,63 @@
+"""The fast implementation's training parts, for `dqnbench train --impl fast`."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch import nn
+
+from dqnbench.config import DQNConfig
+from dqnbench.fast.learner import FoldedTarget, fast_optimize_step, use_foreach
+from dqnbench.fast.memory import ScreenMemory
+from dqnbench.fast.screen import get_screen, raster_screen
+from dqnbench.nets import DQN
+from dqnbench.parts import OptimizeFn, TrainingParts, reference_optimize
+
+
+def make_network(height: int, width: int, n_actions: int, in_channels: int = 3) -> nn.Module:
+    """The reference DQN in channels-last layout (oneDNN's preferred one; same parameters and outputs)."""
+    return DQN(height, width, n_actions, in_channels).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+
+def make_optimize(
+    policy: nn.Module, target: nn.Module, optimizer: torch.optim.Optimizer, config: DQNConfig
+) -> OptimizeFn:
+    """`fast_optimize_step` bound to these networks and the config's options; switches the optimizer to foreach."""
+    use_foreach(optimizer)
+    return partial(
+        fast_optimize_step,
+        policy,
+        FoldedTarget(target),
+        optimizer,
+        gamma=config.gamma,
+        grad_clip=config.grad_clip,
+        double_dqn=config.double_dqn,
+    )
+
+
+FAST_PARTS = TrainingParts(
+    name="fast",
+    get_screen=raster_screen,
+    make_memory=ScreenMemory,
+    make_network=make_network,
+    make_optimize=make_optimize,
+)
+"""The fastest parts: screens drawn without rendering, uint8 replay, the faster optimisation step.
+
+It does not follow the reference's episodes exactly (see notes/fast.md): the drawn screens differ from the
+rendered ones by a fraction of a grey level, and the faster step sums in a different order; RMSprop turns
+such rounding differences in near-zero gradients into full-size updates within a step.
+"""
+
+EXACT_PARTS = TrainingParts(
+    name="fast-exact",
+    get_screen=get_screen,
+    make_memory=ScreenMemory,
+    make_network=DQN,
+    make_optimize=reference_optimize,
+)
+"""The bit-exact subset: rendered screens resized without PIL, the uint8 replay, the reference's step.
+
+Training with it repeats the reference's episodes exactly (`tests/test_fast_train.py`).
+"""

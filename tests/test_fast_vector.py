@@ -1,0 +1,104 @@
+"""The vectorised CartPole follows gymnasium's equations; the vectorised trainer and the GPU check run on CPU."""
+
+import json
+
+import numpy as np
+import torch
+from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+
+from dqnbench.config import DQNConfig
+from dqnbench.fast import gpu_check
+from dqnbench.fast.raster import CartPoleRaster
+from dqnbench.fast.vector import VectorCartPole, VectorReplay, VectorTrainer
+
+
+def test_vector_cartpole_steps_as_gymnasium():
+    vector = VectorCartPole(6, seed=3)
+    env = CartPoleEnv()
+    env.reset(seed=0)
+    actions = torch.tensor([0, 1, 1, 0, 1, 0])
+    start = vector.state.clone()
+    terminated, truncated = vector.step(actions)
+    for i, action in enumerate(actions.tolist()):
+        env.unwrapped.state = start[i].numpy().copy()
+        _, _, done, _, _ = env.step(action)
+        np.testing.assert_allclose(
+            vector.state[i].numpy(), env.unwrapped.state, rtol=0, atol=1e-12, err_msg=f"env {i}, action {action}"
+        )
+        assert bool(terminated[i]) == done, f"env {i}: terminated {bool(terminated[i])}, gymnasium {done}"
+    assert not truncated.any(), "no environment can reach the 500-step limit in one step"
+
+
+def test_vector_cartpole_restarts_only_finished_environments():
+    vector = VectorCartPole(4, seed=0)
+    vector.state[1, 2] = 1.0  # far past the 12-degree limit
+    terminated, _ = vector.step(torch.zeros(4, dtype=torch.long))
+    assert terminated.tolist() == [False, True, False, False], f"terminated {terminated.tolist()}"
+    kept = vector.state[[0, 2, 3]].clone()
+    vector.restart(terminated)
+    torch.testing.assert_close(vector.state[[0, 2, 3]], kept, rtol=0, atol=0)
+    assert vector.state[1].abs().max() <= 0.05, f"restarted state {vector.state[1].tolist()} not within 0.05"
+    assert vector.steps.tolist() == [1, 0, 1, 1], f"step counters {vector.steps.tolist()}"
+
+
+def test_vector_replay_rebuilds_difference_states():
+    replay = VectorReplay(8, (3, 2, 2), torch.device("cpu"))
+    screens = torch.randint(0, 256, (3, 3, 3, 2, 2), dtype=torch.uint8)
+    replay.push(screens, torch.tensor([0, 1, 2]), torch.tensor([1.0, 2.0, 3.0]), torch.tensor([False, True, False]))
+    batch = replay.sample(3)
+    floats = screens.float() / 255
+    for row, action in enumerate(batch.actions[:, 0].tolist()):  # the actions tell which transition a row is
+        torch.testing.assert_close(batch.states[row], floats[action, 1] - floats[action, 0], rtol=0, atol=0)
+        torch.testing.assert_close(batch.next_states[row], floats[action, 2] - floats[action, 1], rtol=0, atol=0)
+        assert float(batch.rewards[row]) == action + 1.0
+        assert bool(batch.continues[row]) == (action != 1), f"transition {action}: continues {batch.continues[row]}"
+
+
+def test_dense_targets_ignore_the_next_state_of_final_rows():
+    replay = VectorReplay(4, (3, 2, 2), torch.device("cpu"))
+    replay.push(
+        torch.randint(0, 256, (2, 3, 3, 2, 2), dtype=torch.uint8),
+        torch.tensor([0, 1]),
+        torch.ones(2),
+        torch.tensor([True, False]),
+    )
+    batch = replay.sample(2)
+
+    def target(states):
+        return torch.full((states.shape[0], 2), 10.0)
+
+    expected = torch.where(batch.continues, 1 + 0.5 * 10.0, 1.0)
+    torch.testing.assert_close(batch.targets(target, 0.5), expected, rtol=0, atol=0)
+
+
+def test_vector_trainer_learns_from_its_first_batch_on_cpu():
+    config = DQNConfig(batch_size=8, learning_starts=8, memory_capacity=64, device="cpu")
+    trainer = VectorTrainer(config, envs=4)
+    assert trainer.raster.shape == CartPoleRaster().shape
+    trainer.run(1)
+    assert trainer.optimize_steps == 0, "no optimisation before the ring holds one batch"
+    trainer.run(2)
+    assert trainer.env_steps == 12 and trainer.optimize_steps == 2, (trainer.env_steps, trainer.optimize_steps)
+
+
+def test_gpu_check_reports_every_figure_on_cpu(capsys):
+    result = gpu_check.main(
+        [
+            "--device",
+            "cpu",
+            "--seconds",
+            "0.1",
+            "--optimize-steps",
+            "1",
+            "--envs",
+            "8",
+            "--batch-size",
+            "8",
+            "--raster-states",
+            "8",
+        ]
+    )
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed == result
+    for key in ("optimize_ms_reference", "optimize_ms_fast", "env_steps_per_s", "raster_screens_per_s"):
+        assert result[key] > 0, f"{key} = {result[key]}"
