@@ -8,17 +8,19 @@ import random
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from dqnbench.config import DQNConfig
 from dqnbench.envs import make_env
 from dqnbench.files import atomic_write, atomic_write_text, refuse_to_overwrite
 from dqnbench.learner import make_target, sync_target
-from dqnbench.parts import training_parts
+from dqnbench.parts import Memory, training_parts
 from dqnbench.plots import plot_durations
 from dqnbench.policy import epsilon, select_action
 
@@ -60,6 +62,49 @@ class StateBuilder:
         if self.mode == "difference":
             return self.screens[1] - self.screens[0]
         return torch.cat(list(self.screens), dim=1)
+
+
+class Experience:
+    """Acting and remembering: one environment step of the loop, from action to stored transition.
+
+    The benchmarks replay exactly this (`dqnbench.bench.workload.TrainStep`), so it lives in one place.
+    """
+
+    def __init__(
+        self,
+        env: Any,
+        get_screen: Callable[[Any, int], Tensor],
+        memory: Memory,
+        config: DQNConfig,
+        device: torch.device,
+        rng: random.Random,
+    ) -> None:
+        self.env = env
+        self.get_screen = get_screen
+        self.memory = memory
+        self.config = config
+        self.device = device
+        self.rng = rng
+        self.n_actions = int(env.action_space.n)
+        self.states = StateBuilder(config)
+
+    def _screen(self, *, first: bool) -> Tensor:
+        screen = self.get_screen(self.env, self.config.screen_height).to(self.device)
+        self.memory.observe(screen, first=first)
+        return screen
+
+    def start_episode(self) -> Tensor:
+        """The first state of an episode whose env was just reset."""
+        return self.states.reset(self._screen(first=True))
+
+    def step(self, policy_net: nn.Module, state: Tensor, eps: float) -> tuple[Tensor, bool, bool]:
+        """Act epsilon-greedily in `state` and store the transition; returns (next state, terminated, truncated)."""
+        action = select_action(policy_net, state, eps, self.n_actions, self.rng)
+        _, reward, terminated, truncated, _ = self.env.step(action.item())
+        next_state = self.states.push(self._screen(first=False))
+        final = terminated or (truncated and not self.config.bootstrap_truncated)
+        self.memory.push(state, action, None if final else next_state, torch.tensor([reward], device=self.device))
+        return next_state, terminated, truncated
 
 
 @dataclass
@@ -115,7 +160,6 @@ def train(config: DQNConfig, *, progress: bool = True) -> TrainResult:
     atomic_write_text(out / "config.json", json.dumps(config.to_json_dict(), indent=2) + "\n")
 
     torch.manual_seed(config.seed)
-    explore_rng = random.Random(config.seed)
     env.reset(seed=config.seed)
     env.action_space.seed(config.seed)
     n_actions = int(env.action_space.n)  # type: ignore[attr-defined]
@@ -127,7 +171,7 @@ def train(config: DQNConfig, *, progress: bool = True) -> TrainResult:
     optimizer = make_optimizer(policy_net.parameters(), config)
     optimize = parts.make_optimize(policy_net, target_net, optimizer, config)
     memory = parts.make_memory(config.memory_capacity, config.seed)
-    states = StateBuilder(config)
+    experience = Experience(env, parts.get_screen, memory, config, device, random.Random(config.seed))
 
     result = TrainResult(out=out)
     csv_rows = [CSV_HEADER]
@@ -138,21 +182,12 @@ def train(config: DQNConfig, *, progress: bool = True) -> TrainResult:
             episode_started, episode_losses = time.perf_counter(), []
             if episode > 0:
                 env.reset()
-            screen = parts.get_screen(env, config.screen_height).to(device)
-            memory.observe(screen, first=True)
-            state = states.reset(screen)
+            state = experience.start_episode()
             for t in itertools.count(1):  # noqa: B007 - t is the episode's duration once the loop breaks
                 eps = epsilon(result.total_steps, config.eps_start, config.eps_end, config.eps_decay)
-                action = select_action(policy_net, state, eps, n_actions, explore_rng)
-                _, reward, terminated, truncated, _ = env.step(action.item())
+                # Act, step the env, render the next screen, store the transition (terminal: no next state).
+                state, terminated, truncated = experience.step(policy_net, state, eps)
                 result.total_steps += 1
-
-                screen = parts.get_screen(env, config.screen_height).to(device)
-                memory.observe(screen, first=False)
-                next_state = states.push(screen)
-                final = terminated or (truncated and not config.bootstrap_truncated)
-                memory.push(state, action, None if final else next_state, torch.tensor([reward], device=device))
-                state = next_state
 
                 if len(memory) >= config.learning_starts and result.total_steps % config.train_every == 0:
                     episode_losses.append(optimize(memory.sample_batch(config.batch_size)))

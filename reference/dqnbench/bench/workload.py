@@ -20,8 +20,8 @@ from dqnbench.bench.subjects import REFERENCE_SUBJECT, BenchSubject
 from dqnbench.config import SEED_CONFIG, DQNConfig
 from dqnbench.envs import make_env
 from dqnbench.parts import Memory
-from dqnbench.policy import epsilon, select_action
-from dqnbench.train import StateBuilder, make_optimizer
+from dqnbench.policy import epsilon
+from dqnbench.train import Experience, StateBuilder, make_optimizer
 
 SCREEN_HEIGHT = 40
 N_ACTIONS = 2
@@ -154,13 +154,10 @@ class TrainStep:
         assert subject.make_memory is not None
         assert subject.make_optimize is not None
         assert subject.get_screen is not None
-        self.get_screen = subject.get_screen
-        self.device = device
         self.config = config
         self.env = make_env(config.env_id)
         self.env.reset(seed=config.seed)
         torch.manual_seed(config.seed)
-        self.rng = random.Random(config.seed)
         self.policy = network(subject, device)
         self.target = subject.make_target(self.policy)
         self.optimize = subject.make_optimize(
@@ -168,30 +165,22 @@ class TrainStep:
         )
         self.memory = subject.make_memory(config.memory_capacity, config.seed)
         fill(self.memory, rollout(screens), warm)
-        self.states = StateBuilder(config)
-        self.state = self.states.reset(self.screen(first=True))
+        self.experience = Experience(
+            self.env, subject.get_screen, self.memory, config, device, random.Random(config.seed)
+        )
+        self.state = self.experience.start_episode()
         # Past the exploration ramp, as most of a run is: acting is mostly greedy.
         self.steps = int(5 * config.eps_decay)
-
-    def screen(self, *, first: bool) -> Tensor:
-        screen = self.get_screen(self.env, self.config.screen_height).to(self.device)
-        self.memory.observe(screen, first=first)
-        return screen
 
     def __call__(self) -> Tensor:
         config = self.config
         eps = epsilon(self.steps, config.eps_start, config.eps_end, config.eps_decay)
-        action = select_action(self.policy, self.state, eps, N_ACTIONS, self.rng)
-        _, reward, terminated, truncated, _ = self.env.step(action.item())
+        self.state, terminated, truncated = self.experience.step(self.policy, self.state, eps)
         self.steps += 1
-        next_state = self.states.push(self.screen(first=False))
-        final = terminated or (truncated and not config.bootstrap_truncated)
-        self.memory.push(self.state, action, None if final else next_state, torch.tensor([reward], device=self.device))
         loss = self.optimize(self.memory.sample_batch(config.batch_size))
         if terminated or truncated:
             self.env.reset()
-            next_state = self.states.reset(self.screen(first=True))
-        self.state = next_state
+            self.state = self.experience.start_episode()
         return loss
 
     def close(self) -> None:
