@@ -216,3 +216,7 @@ def test_progress_line_shows_episode_duration_mean_and_speed(capsys):
     )
     progress.update(TrainResult(durations=[10] * 50), steps_per_s=1.0)
     assert capsys.readouterr().err.strip().startswith("[" + "#" * 20 + "] episode 50/50")
+    # Bounded by environment steps: half the step budget fills half the bar, whatever the episode count.
+    by_steps = Progress(total=100_000, max_steps=1000)
+    by_steps.update(TrainResult(durations=[250, 250], total_steps=500), steps_per_s=1.0)
+    assert capsys.readouterr().err.strip().startswith("[" + "#" * 10 + "." * 10 + "] episode 2/100000")

@@ -129,13 +129,16 @@ class Progress:
 
     WIDTH = 20
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, max_steps: int | None = None) -> None:
         self.total = total
+        self.max_steps = max_steps
         self.tty = sys.stderr.isatty()
 
     def update(self, result: TrainResult, steps_per_s: float) -> None:
         done = len(result.durations)
-        filled = self.WIDTH * done // self.total
+        # A run bounded by environment steps (the tuned configuration) ends long before its episode count.
+        fraction = max(done / self.total, result.total_steps / self.max_steps if self.max_steps else 0.0)
+        filled = min(self.WIDTH, int(self.WIDTH * fraction))
         line = (
             f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] episode {done}/{self.total} | "
             f"duration {result.durations[-1]} | mean100 {result.mean_last_100:.1f} | {steps_per_s:.1f} steps/s"
@@ -175,7 +178,7 @@ def train(config: DQNConfig, *, progress: bool = True) -> TrainResult:
 
     result = TrainResult(out=out)
     csv_rows = [CSV_HEADER]
-    bar = Progress(config.episodes) if progress else None
+    bar = Progress(config.episodes, config.max_env_steps) if progress else None
     started = time.perf_counter()
     try:
         for episode in range(config.episodes):
