@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from dqnbench.nets import DQN, conv2d_size_out, head_input_size
+from dqnbench.nets import DQN, conv2d_size_out, head_input_size, without_batch_norm
 from dqnbench.screen import extract_screen
 
 
@@ -110,3 +110,15 @@ def test_dqn_has_the_seeds_layers():
     ]
     assert [n.num_features for n in norms] == [16, 32, 32]
     assert sum(isinstance(m, nn.ReLU) for m in net.features) == 3
+
+
+def test_without_batch_norm_replaces_every_batchnorm_and_keeps_the_rest():
+    net = DQN(40, 90, 2)
+    convs_before = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    stripped = without_batch_norm(net)
+    assert not [m for m in stripped.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert [m for m in stripped.modules() if isinstance(m, nn.Conv2d)] == convs_before
+    assert sum(isinstance(m, nn.Identity) for m in stripped.modules()) == 3
+    x = torch.randn(4, 3, 40, 90)
+    expected = stripped.head(torch.flatten(stripped.features(x), 1))
+    torch.testing.assert_close(stripped(x), expected)

@@ -10,7 +10,7 @@ import torch
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
 from dqnbench.cli import main
-from dqnbench.config import DQNConfig
+from dqnbench.config import SEED_CONFIG, DQNConfig
 from dqnbench.nets import DQN
 from dqnbench.parts import REFERENCE_PARTS
 from dqnbench.train import CSV_HEADER, Progress, StateBuilder, TrainResult, resolve_device, train
@@ -220,3 +220,12 @@ def test_progress_line_shows_episode_duration_mean_and_speed(capsys):
     by_steps = Progress(total=100_000, max_steps=1000)
     by_steps.update(TrainResult(durations=[250, 250], total_steps=500), steps_per_s=1.0)
     assert capsys.readouterr().err.strip().startswith("[" + "#" * 10 + "." * 10 + "] episode 2/100000")
+
+
+def test_batch_norm_false_trains_a_network_without_batchnorm(tmp_path):
+    config = SEED_CONFIG.replace(
+        episodes=2, batch_size=8, learning_starts=8, batch_norm=False, out=tmp_path / "run", device="cpu"
+    )
+    train(config, progress=False)
+    weights = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["policy"]
+    assert not [name for name in weights if "running_mean" in name], sorted(weights)

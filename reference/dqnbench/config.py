@@ -93,6 +93,10 @@ class DQNConfig:
     double_dqn: bool = False
     """Choose the next action with the policy network and evaluate it with the target (Double DQN)."""
 
+    batch_norm: bool = True
+    """Keep the seed network's BatchNorm layers; False replaces them with identities (an ablation: the loss
+    reads train-mode batch statistics while targets and actions use the running ones)."""
+
     bootstrap_truncated: bool = True
     """Bootstrap from the next state on a time-limit truncation; False reproduces the seed's `done`."""
 

@@ -58,3 +58,13 @@ class DQN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(torch.flatten(self.features(x), start_dim=1))
+
+
+def without_batch_norm(net: nn.Module) -> nn.Module:
+    """`net` with every BatchNorm2d replaced by an identity, in place (layer indices and names are kept)."""
+    for name, child in net.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            setattr(net, name, nn.Identity())
+        else:
+            without_batch_norm(child)
+    return net

@@ -20,6 +20,7 @@ from dqnbench.config import DQNConfig
 from dqnbench.envs import make_env
 from dqnbench.files import atomic_write, atomic_write_text, refuse_to_overwrite
 from dqnbench.learner import make_target, sync_target
+from dqnbench.nets import without_batch_norm
 from dqnbench.parts import Memory, training_parts
 from dqnbench.plots import plot_durations
 from dqnbench.policy import epsilon, select_action
@@ -169,7 +170,10 @@ def train(config: DQNConfig, *, progress: bool = True) -> TrainResult:
 
     # Size the network from a real screen, as the seed did.
     _, _, height, width = parts.get_screen(env, config.screen_height).shape
-    policy_net = parts.make_network(height, width, n_actions, config.in_channels).to(device)
+    policy_net = parts.make_network(height, width, n_actions, config.in_channels)
+    if not config.batch_norm:
+        policy_net = without_batch_norm(policy_net)
+    policy_net = policy_net.to(device)
     target_net = make_target(policy_net)
     optimizer = make_optimizer(policy_net.parameters(), config)
     optimize = parts.make_optimize(policy_net, target_net, optimizer, config)
