@@ -1,28 +1,21 @@
-"""Pillow's bicubic resize of uint8 images, bit for bit, in a few torch matrix products.
+"""Pillow's bicubic resize of uint8 images, as the seed's `T.Resize(height, BICUBIC)` does it, and its weights.
 
-The reference resizes with PIL (`T.Resize(..., BICUBIC)` on a PIL image). torch's own antialiased bicubic
-resize of uint8 input is *not* bit-exact with it: it quantises the weights to ~17 bits where Pillow uses 22,
-and it differs by one grey level near the borders (6 frames in 2000 random CartPole states). So this module
-re-implements Pillow's `Resample.c` 8-bit path: weights from `precompute_coeffs` quantised as
-`normalize_coeffs_8bpc` does, a horizontal pass, a clip to uint8, then a vertical pass and a second clip.
-
-Exact integer sums in float32: each 22-bit weight is split into a high and a low 11-bit part, so every partial
-sum of a pass stays below 2**24 and float32 matmuls add integers without rounding (see `_Pass.__call__` for
-how the halves are joined and rounded without leaving float32).
+`resize_uint8` is Pillow itself on the uint8 image (the seed's float round trip gives the same uint8 back).
+`pil_bicubic_weights` are Pillow's fixed-point weights (`Resample.c`: `precompute_coeffs` quantised as
+`normalize_coeffs_8bpc` does), which `dqnbench.fast.raster` uses to resize drawn spans without drawing them.
+torch's own antialiased bicubic resize of uint8 is *not* bit-exact with Pillow: it quantises the weights to
+~17 bits where Pillow uses 22 and differs by one grey level near the borders (6 frames in 2000 random
+CartPole states).
 """
 
 from __future__ import annotations
 
-import copy
-import math
-
+import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
-from dqnbench.fast.threads import single_threaded
-
 PRECISION_BITS = 22  # Pillow's 32 - 8 - 2 for 8 bits per channel
-_SPLIT = 2**11
 _BICUBIC_SUPPORT = 2.0
 
 
@@ -58,123 +51,15 @@ def pil_bicubic_weights(in_size: int, out_size: int) -> Tensor:
     return weights
 
 
-class _Pass:
-    """One Pillow pass along the rows of a matrix: a single batched matmul over groups of outputs.
-
-    Outputs come in `groups` groups of `group`; group g reads `window` inputs starting at g * step of a
-    zero-padded row, so the windows are one strided view of the padded rows and one `bmm` does the whole pass
-    while skipping the (mostly zero) weights outside each group's band.
-    """
-
-    def __init__(self, in_size: int, out_size: int, group: int = 9) -> None:
-        weights = pil_bicubic_weights(in_size, out_size)
-        self.in_size, self.out_size, self.group = in_size, out_size, group
-        self.groups = math.ceil(out_size / group)
-        self.step = max(int(group * in_size / out_size), 1)
-        used = weights != 0
-        bands = [used[g * group : (g + 1) * group].any(0).nonzero() for g in range(self.groups)]
-        self.pad_left = max(0, *(g * self.step - int(band.min()) for g, band in enumerate(bands)))
-        self.window = max(int(band.max()) + 1 - (g * self.step - self.pad_left) for g, band in enumerate(bands))
-        self.padded = max(in_size + self.pad_left, (self.groups - 1) * self.step + self.window)
-        # (groups, 2 * group, window): per group, the high halves of its weights, then the low halves.
-        banded = torch.zeros(self.groups, 2 * group, self.window, dtype=torch.int64)
-        for g in range(self.groups):
-            start = g * self.step - self.pad_left
-            inside = slice(max(start, 0), min(start + self.window, in_size))
-            block = weights[g * group : (g + 1) * group, inside]
-            high = torch.div(block, _SPLIT, rounding_mode="floor")
-            columns = slice(inside.start - start, inside.stop - start)
-            banded[g, : block.shape[0], columns] = high
-            banded[g, group : group + block.shape[0], columns] = block - high * _SPLIT
-        self.weights = banded.to(torch.float32)
-
-    def to(self, device: torch.device | str) -> _Pass:
-        moved = copy.copy(self)
-        moved.weights = self.weights.to(device)
-        return moved
-
-    def padded_buffer(self, rows: int, device: torch.device | str = "cpu") -> Tensor:
-        """A zero (rows, padded) float32 buffer; write the input at [:, pad_left : pad_left + in_size]."""
-        return torch.zeros(rows, self.padded, device=device)
-
-    def inputs(self, buffer: Tensor) -> Tensor:
-        return buffer[:, self.pad_left : self.pad_left + self.in_size]
-
-    def __call__(self, buffer: Tensor) -> Tensor:
-        """Padded (N, padded) rows -> (groups, group, N) float32 integers in [0, 255].
-
-        Output j is at [j // group, j % group].
-        Exact without float64: with s = high * 2**11 + low, Pillow's floor((s + 2**21) / 2**22) equals
-        floor((high + floor((low + 2**21) / 2**11)) / 2**11), and every step of that is an exact float32
-        operation on integers below 2**24 (divisions are by powers of two).
-        """
-        n = buffer.shape[0]
-        windows = buffer.as_strided((self.groups, self.window, n), (self.step, 1, self.padded))
-        sums = torch.bmm(self.weights, windows).view(self.groups, 2, self.group, n)
-        high, low = sums[:, 0], sums[:, 1]
-        low.add_(1 << (PRECISION_BITS - 1)).mul_(1 / _SPLIT).floor_()
-        return high.add_(low).mul_(1 / _SPLIT).floor_().clamp_(0, 255)
+def resized_size(height: int, width: int, out_height: int) -> tuple[int, int]:
+    """torchvision's `Resize(out_height)` output (height, width): the shorter side becomes `out_height`."""
+    if height <= width:
+        return out_height, int(out_height * width / height)
+    return int(out_height * height / width), out_height
 
 
-class PilBicubicResize:
-    """Resize (C, in_height, in_width) uint8 images to (out_height, out_width) exactly as Pillow does.
-
-    Holds work buffers sized for `channels`, so one instance is not meant to be shared between threads.
-    """
-
-    def __init__(self, in_height: int, in_width: int, out_height: int, out_width: int, *, channels: int = 3) -> None:
-        self.in_height, self.in_width, self.out_height, self.out_width = in_height, in_width, out_height, out_width
-        self.channels = channels
-        self._horizontal = _Pass(in_width, out_width)
-        self._vertical = _Pass(in_height, out_height)
-        self._allocate("cpu")
-
-    def _allocate(self, device: torch.device | str) -> None:
-        # The padding of these buffers stays zero; each call overwrites only their inputs.
-        self._rows = self._horizontal.padded_buffer(self.channels * self.in_height, device)
-        self._cols = self._vertical.padded_buffer(
-            self.channels * self._horizontal.groups * self._horizontal.group, device
-        )
-
-    @classmethod
-    def to_height(cls, in_height: int, in_width: int, out_height: int, *, channels: int = 3) -> PilBicubicResize:
-        """torchvision's `Resize(out_height)`: the shorter side becomes `out_height`, the aspect is kept."""
-        if in_height <= in_width:
-            size = (out_height, int(out_height * in_width / in_height))
-        else:
-            size = (int(out_height * in_height / in_width), out_height)
-        return cls(in_height, in_width, *size, channels=channels)
-
-    def to(self, device: torch.device | str) -> PilBicubicResize:
-        moved = copy.copy(self)
-        moved._horizontal = self._horizontal.to(device)
-        moved._vertical = self._vertical.to(device)
-        moved._allocate(device)
-        return moved
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.out_height, self.out_width
-
-    def __call__(self, image: Tensor) -> Tensor:
-        """(C, in_height, in_width) uint8 image -> (C, out_height, out_width) float32 integers in [0, 255]."""
-        expected = (self.channels, self.in_height, self.in_width)
-        if tuple(image.shape) != expected:
-            raise ValueError(
-                f"PilBicubicResize{expected} -> {self.shape}: got an image of shape {tuple(image.shape)}; "
-                "build one for that size with PilBicubicResize.to_height(height, width, out_height, channels=...)"
-            )
-        with single_threaded(self._rows.device):
-            return self._resize(image)
-
-    def _resize(self, image: Tensor) -> Tensor:
-        c, h, w = image.shape
-        horizontal, vertical = self._horizontal, self._vertical
-        horizontal.inputs(self._rows).view(c, h, w).copy_(image)
-        rows = horizontal(self._rows)  # Pillow's horizontal pass comes first
-        width = horizontal.groups * horizontal.group  # out_width, padded to whole groups
-        vertical.inputs(self._cols).view(c, horizontal.groups, horizontal.group, h).copy_(
-            rows.view(horizontal.groups, horizontal.group, c, h).permute(2, 0, 1, 3)
-        )
-        cols = vertical(self._cols).view(vertical.groups, vertical.group, c, width)
-        return cols.permute(2, 0, 1, 3).flatten(1, 2)[:, : self.out_height, : self.out_width]
+def resize_uint8(image: np.ndarray, height: int = 40) -> np.ndarray:
+    """(h, w, 3) uint8 image -> (height, w * height / h, 3) uint8, Pillow's bicubic resize as the seed's Resize."""
+    out_height, out_width = resized_size(image.shape[0], image.shape[1], height)
+    resized = Image.fromarray(np.ascontiguousarray(image)).resize((out_width, out_height), Image.Resampling.BICUBIC)
+    return np.array(resized)

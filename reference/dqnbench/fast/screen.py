@@ -1,10 +1,11 @@
 """Screens for the fast path: the seed's patch bit for bit from a render, or drawn without rendering.
 
-- `extract_screen` / `get_screen`: the reference's crop, then `PilBicubicResize` instead of the
-  float -> PIL -> tensor round trip (the same pixels: ToPILImage's float -> uint8 truncation of `u / 255 * 255`
-  gives `u` back for every uint8 `u`, which `tests/test_fast_screen.py` checks for all 256 values).
-- `raster_screen`: `CartPoleRaster` from the environment's state, no render at all (within 1/255 on average
-  of the rendered patch, not bit-exact; see `dqnbench.fast.raster`).
+- `extract_screen` / `get_screen`: the reference's crop, then Pillow's bicubic resize of the uint8 crop itself
+  instead of the float -> PIL -> tensor round trip (the same pixels: ToPILImage's float -> uint8 truncation of
+  `u / 255 * 255` gives `u` back for every uint8 `u`, which `tests/test_fast_screen.py` checks for all 256
+  values). Pillow's resize is most of what is left; a torch re-implementation of it (banded matmuls) was slower.
+- `raster_screen`: `FrameRaster` (`CartPoleRaster`'s drawing of one state) from the environment's state, no
+  render at all (within 1/255 on average of the rendered patch, not bit-exact; see `dqnbench.fast.raster`).
 """
 
 from __future__ import annotations
@@ -15,22 +16,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dqnbench.fast.raster import CartPoleRaster
-from dqnbench.fast.resize import PilBicubicResize
+from dqnbench.fast.raster import CartPoleRaster, FrameRaster
+from dqnbench.fast.resize import resize_uint8
 from dqnbench.screen import cart_pixel, crop_frame
 
-_RESIZERS: dict[tuple[int, ...], PilBicubicResize] = {}
-_RASTERS: dict[tuple[int, float, float], CartPoleRaster] = {}
+_RASTERS: dict[tuple[int, float, float], FrameRaster] = {}
 
 
 def resize_patch(patch: np.ndarray, height: int = 40) -> Tensor:
     """(3, h, w) uint8 patch -> (1, 3, height, w * height / h) float, equal to `dqnbench.screen.resize_patch`."""
-    key = (*patch.shape, height)
-    if key not in _RESIZERS:
-        _RESIZERS[key] = PilBicubicResize.to_height(patch.shape[1], patch.shape[2], height, channels=patch.shape[0])
-    if not patch.flags.writeable:  # torch.from_numpy warns on read-only arrays
-        patch = patch.copy()
-    return _RESIZERS[key](torch.from_numpy(patch)).div(255).unsqueeze(0)
+    pixels = torch.from_numpy(resize_uint8(patch.transpose(1, 2, 0), height)).permute(2, 0, 1)
+    # ToTensor's conversion: float32(u) / 255, contiguous.
+    return pixels.to(torch.float32, memory_format=torch.contiguous_format).div(255).unsqueeze(0)
 
 
 def extract_screen(frame: np.ndarray, cart_x: float, x_threshold: float = 2.4, height: int = 40) -> Tensor:
@@ -50,11 +47,11 @@ def get_screen(env: Any, height: int = 40) -> Tensor:
     return extract_screen(np.asarray(frame), float(cartpole.state[0]), float(cartpole.x_threshold), height)
 
 
-def raster(height: int = 40, x_threshold: float = 2.4, pole_half_length: float = 0.5) -> CartPoleRaster:
-    """A shared CPU `CartPoleRaster` for this geometry."""
+def raster(height: int = 40, x_threshold: float = 2.4, pole_half_length: float = 0.5) -> FrameRaster:
+    """A shared one-state-at-a-time drawer for this geometry."""
     key = (height, x_threshold, pole_half_length)
     if key not in _RASTERS:
-        _RASTERS[key] = CartPoleRaster(height, x_threshold=x_threshold, pole_half_length=pole_half_length)
+        _RASTERS[key] = FrameRaster(CartPoleRaster(height, x_threshold=x_threshold, pole_half_length=pole_half_length))
     return _RASTERS[key]
 
 
@@ -64,4 +61,4 @@ def raster_screen(env: Any, height: int = 40) -> Tensor:
     if getattr(cartpole, "state", None) is None:
         raise RuntimeError("raster_screen: the environment has no state yet; call env.reset() first")
     drawer = raster(height, float(cartpole.x_threshold), float(cartpole.length))
-    return drawer.screens(torch.as_tensor(np.asarray(cartpole.state, dtype=np.float64)).unsqueeze(0))
+    return drawer.screen(float(cartpole.state[0]), float(cartpole.state[2]))
