@@ -105,8 +105,13 @@ def device_figure(table: pd.DataFrame, label: pd.Series) -> Figure:
     ax.invert_yaxis()
     _seconds_x_axis(ax)
     ax.set(xlabel="median time per call (error bars: interquartile range; ×: CUDA speed-up)")
-    ax.legend(loc="lower right")
+    _legend_above(ax, 2)
     return _render(fig, "cpu_vs_cuda", "Bar chart of CPU and CUDA median times per operation")
+
+
+def _legend_above(ax: Axes, columns: int) -> None:
+    # Inside the axes the legend covered the last bars and their speed-up labels.
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=columns, frameon=False)
 
 
 def implementation_figure(
@@ -141,7 +146,7 @@ def implementation_figure(
     ax.invert_yaxis()
     _seconds_x_axis(ax)
     ax.set(xlabel=f"median time per call (error bars: interquartile range; ×: speed-up over {impls[0]})")
-    ax.legend(loc="lower right")
+    _legend_above(ax, len(impls))
     return _render(fig, "implementations", "Bar chart of median times per implementation and operation")
 
 
