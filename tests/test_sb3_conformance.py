@@ -1,7 +1,8 @@
 """Stable-Baselines3 as a real peer: the conformance kit run against SB3's own DQN pieces.
 
 The expected outcome of every check is pinned, with a fragment of the message that shows why SB3 differs,
-so that a change in SB3's behaviour (or in the kit) is noticed here. notes/bugzoo.md explains each row.
+so that a change in SB3's behaviour (or in the kit) is noticed here. README.md (Stable-Baselines3 as a peer)
+explains each row.
 """
 
 import importlib
@@ -75,7 +76,7 @@ def test_sb3_outcome(sb3_results: dict[str, CheckResult], check: str, expected: 
     result = sb3_results[check]
     assert (result.outcome, fragment in result.message) == (outcome, True), (
         f"{check} on Stable-Baselines3: expected {outcome} with {fragment!r} in the message, got {result.outcome}:\n"
-        f"  {result.message}\n  (if SB3 changed, update EXPECTED here and the table in notes/bugzoo.md)"
+        f"  {result.message}\n  (if SB3 changed, update EXPECTED here and the table in README.md)"
     )
 
 

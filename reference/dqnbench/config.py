@@ -221,7 +221,7 @@ TUNED_CONFIG = DQNConfig(
     memory_capacity=20_000,
     learning_starts=2_000,
     # One update of 32 every 2 steps: each transition is replayed ~16 times, not ~128 (the seed: 128 every
-    # step), and an environment step costs ~3x less (measured on this CPU; notes/learning.md).
+    # step), and an environment step costs ~3x less (measured on this CPU; README.md (Learning)).
     batch_size=32,
     train_every=2,
     # A target fixed for 500 steps (250 updates), by step count: each sync carries the value one Bellman
@@ -231,7 +231,7 @@ TUNED_CONFIG = DQNConfig(
     # The policy picks the next action, the target values it: plain max over noisy Q over-estimates.
     double_dqn=True,
 )
-"""A configuration meant to learn CartPole from pixels; notes/learning.md names and justifies each deviation."""
+"""A configuration meant to learn CartPole from pixels; README.md (Learning) names and justifies each deviation."""
 
 NAMED_CONFIGS: dict[str, DQNConfig] = {"seed": SEED_CONFIG, "tuned": TUNED_CONFIG}
 

@@ -1,4 +1,4 @@
-"""dqnbench's fast implementation: the reference's behaviour in less time and memory (notes/fast.md).
+"""dqnbench's fast implementation: the reference's behaviour in less time and memory (README.md, The fast path).
 
 `FAST_PARTS` plugs into `dqnbench train --impl fast`; `ADAPTER` into the conformance kit
 (`--dqn-impl=dqnbench.fast:ADAPTER`); `dqnbench.fast.vector` trains many environments at once on a GPU.

@@ -45,7 +45,7 @@ FAST_PARTS = TrainingParts(
 )
 """The fastest parts: screens drawn without rendering, uint8 replay, the faster optimisation step.
 
-It does not follow the reference's episodes exactly (see notes/fast.md): the drawn screens differ from the
+It does not follow the reference's episodes exactly (see README.md, The fast path): the drawn screens differ from the
 rendered ones by a fraction of a grey level, and the faster step sums in a different order; RMSprop turns
 such rounding differences in near-zero gradients into full-size updates within a step.
 """
