@@ -59,7 +59,7 @@ get_screen         ``(env) -> Tensor (1, 3, 40, W)``: the same, rendering a gymn
                    ``render_mode="rgb_array"`` itself.
 =================  ==========================================================================================
 
-A worked example (a user's own DQN, adapted and checked) is in the project's notes/conformance.md; in short::
+A worked example (a user's own DQN, adapted and checked) is `dqnbench.conformance.example` and the README; in short::
 
     # mypkg/conformance_adapter.py
     from dqnbench.conformance.adapter import DQNAdapter
