@@ -4,7 +4,20 @@
 `report.md` and every figure as PNG and SVG; `dqnbench report RUN...` is its command line.
 """
 
-from dqnbench.report.build import build_report
-from dqnbench.report.load import ReportInputError, load_inputs
+from typing import Any
 
 __all__ = ["ReportInputError", "build_report", "load_inputs"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: every `dqnbench` command imports this package to register `report`, and
+    # pandas + matplotlib cost ~0.4 s that `dqnbench train` has no use for.
+    if name == "build_report":
+        from dqnbench.report.build import build_report
+
+        return build_report
+    if name in ("ReportInputError", "load_inputs"):
+        from dqnbench.report import load
+
+        return getattr(load, name)
+    raise AttributeError(f"module 'dqnbench.report' has no attribute {name!r}")
