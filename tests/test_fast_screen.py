@@ -61,6 +61,49 @@ def test_extract_screen_is_bit_exact_on_random_cartpole_states():
         env.close()
 
 
+def _scene(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A frame whose columns are all alike (random row colours), with a few random blobs drawn over it."""
+    rows = rng.integers(0, 256, (height, 1, 3), dtype=np.uint8)
+    frame = np.ascontiguousarray(np.broadcast_to(rows, (height, width, 3)))
+    for _ in range(rng.integers(0, 4)):
+        top, left = rng.integers(0, height), rng.integers(0, width)
+        blob = frame[top : top + rng.integers(1, 60), left : left + rng.integers(1, 80)]
+        blob[...] = rng.integers(0, 256, blob.shape, dtype=np.uint8)
+    return frame
+
+
+@pytest.mark.parametrize("shape", [(400, 600), (800, 1200), (400, 610), (400, 601), (300, 500)])
+def test_extract_screen_is_bit_exact_on_scenes_with_a_uniform_background(shape):
+    # Blobs anywhere (at the crop's and the frame's edges too, or none at all) exercise every branch of the
+    # changed-columns path; 610 and 601 columns cannot take it (a non-integer scale, rows that are not whole
+    # 64-bit words) and must fall back to Pillow's full resize, still bit for bit.
+    rng = np.random.default_rng(shape[1])
+    for i in range(150):
+        frame = _scene(rng, *shape)
+        cart_x = float(rng.uniform(-2.8, 2.8))
+        torch.testing.assert_close(
+            fast.extract_screen(frame, cart_x),
+            reference.extract_screen(frame, cart_x),
+            rtol=0,
+            atol=0,
+            msg=lambda m, i=i, x=cart_x: f"extract_screen, scene {i} of shape {shape}, cart_x {x:.3f}: {m}",
+        )
+
+
+def test_extract_screen_is_bit_exact_on_frames_without_a_background():
+    rng = np.random.default_rng(7)
+    noise = rng.integers(0, 256, (400, 600, 3), dtype=np.uint8)
+    for frame in (noise, np.asfortranarray(noise), noise[:, ::-1]):
+        torch.testing.assert_close(
+            fast.extract_screen(frame, 0.3), reference.extract_screen(frame, 0.3), rtol=0, atol=0
+        )
+
+
+def test_extract_screen_names_a_frame_it_cannot_use():
+    with pytest.raises(ValueError, match=r"extract_screen: expected an \(H, W, 3\) uint8 RGB frame, got float32"):
+        fast.extract_screen(np.zeros((400, 600, 3), dtype=np.float32), 0.0)
+
+
 def test_get_screen_matches_the_reference_on_a_large_render():
     frame = np.full((800, 1200, 3), 255, dtype=np.uint8)
     frame[560:620, 500:700] = [202, 152, 101]

@@ -34,13 +34,17 @@ def crop_window(cart_column: int, screen_width: int) -> slice:
     return slice(cart_column - view_width // 2, cart_column + view_width // 2)
 
 
+def crop_rows(screen_height: int) -> slice:
+    """Rows 40%-80% of a render `screen_height` pixels tall: the band the cart moves in."""
+    return slice(int(screen_height * ROW_START), int(screen_height * ROW_STOP))
+
+
 def crop_frame(frame: np.ndarray, cart_column: int) -> np.ndarray:
     """(H, W, 3) uint8 render -> (3, h, w) uint8 patch around the cart (a view, no copy)."""
     if frame.ndim != 3 or frame.shape[2] != 3:
         raise ValueError(f"crop_frame: expected an (H, W, 3) RGB frame, got shape {frame.shape}")
     height, width, _ = frame.shape
-    rows = slice(int(height * ROW_START), int(height * ROW_STOP))
-    return frame.transpose(2, 0, 1)[:, rows, crop_window(cart_column, width)]
+    return frame.transpose(2, 0, 1)[:, crop_rows(height), crop_window(cart_column, width)]
 
 
 def _seed_resize(height: int) -> T.Compose:

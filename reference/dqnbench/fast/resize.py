@@ -10,6 +10,9 @@ CartPole states).
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from PIL import Image
@@ -30,19 +33,33 @@ def _bicubic(x: float) -> float:
     return 0.0
 
 
+def _support(in_size: int, out_size: int) -> tuple[float, float, float]:
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    return scale, filterscale, _BICUBIC_SUPPORT * filterscale
+
+
+def pil_windows(in_size: int, out_size: int) -> list[tuple[int, int]]:
+    """Per output pixel, the input range [start, stop) Pillow's bicubic resize reads (`precompute_coeffs`)."""
+    if in_size < 1 or out_size < 1:
+        raise ValueError(f"pil_windows(in_size={in_size}, out_size={out_size}): sizes must be >= 1")
+    scale, _, support = _support(in_size, out_size)
+    windows = []
+    for xx in range(out_size):
+        center = (xx + 0.5) * scale
+        windows.append((max(int(center - support + 0.5), 0), min(int(center + support + 0.5), in_size)))
+    return windows
+
+
 def pil_bicubic_weights(in_size: int, out_size: int) -> Tensor:
     """(out_size, in_size) int64 matrix of Pillow's fixed-point bicubic weights (`precompute_coeffs`)."""
     if in_size < 1 or out_size < 1:
         raise ValueError(f"pil_bicubic_weights(in_size={in_size}, out_size={out_size}): sizes must be >= 1")
-    scale = in_size / out_size
-    filterscale = max(scale, 1.0)
-    support = _BICUBIC_SUPPORT * filterscale
+    scale, filterscale, _ = _support(in_size, out_size)
     weights = torch.zeros(out_size, in_size, dtype=torch.int64)
-    for xx in range(out_size):
+    for xx, (xmin, xmax) in enumerate(pil_windows(in_size, out_size)):
         center = (xx + 0.5) * scale
-        xmin = max(int(center - support + 0.5), 0)
-        xmax = min(int(center + support + 0.5), in_size) - xmin
-        k = [_bicubic((x + xmin - center + 0.5) / filterscale) for x in range(xmax)]
+        k = [_bicubic((x + xmin - center + 0.5) / filterscale) for x in range(xmax - xmin)]
         total = sum(k)
         for x, w in enumerate(k):
             w = w / total if total != 0.0 else w
@@ -63,3 +80,145 @@ def resize_uint8(image: np.ndarray, height: int = 40) -> np.ndarray:
     out_height, out_width = resized_size(image.shape[0], image.shape[1], height)
     resized = Image.fromarray(np.ascontiguousarray(image)).resize((out_width, out_height), Image.Resampling.BICUBIC)
     return np.array(resized)
+
+
+def _fixed_point_pass(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """One of Pillow's 8-bit resampling passes: round(left @ right / 2**22), clipped to 0..255, as float64.
+
+    Exact in float64: |pixel x weight| < 2**31 and a window sums a few dozen of them, far below 2**53; the
+    scaling by 2**-22 is exact and floor is the C code's arithmetic shift.
+    """
+    total = left @ right
+    total += 1 << (PRECISION_BITS - 1)
+    total *= 1.0 / (1 << PRECISION_BITS)
+    np.floor(total, out=total)
+    np.maximum(total, 0, out=total)
+    return np.minimum(total, 255, out=total)
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """What resizing a (crop_height, crop_width) crop to (out_height, out_width) needs, computed once."""
+
+    horizontal: np.ndarray
+    """(out_width, crop_width) float64: Pillow's fixed-point weights along a row."""
+    vertical: np.ndarray
+    """(out_height, crop_height) float64: the same down a column."""
+    window_start: np.ndarray
+    window_stop: np.ndarray
+    """Per output column, the input columns [start, stop) it reads."""
+    exact: bool
+    """The two passes here reproduce this Pillow's full resize of random pixels (its order and arithmetic)."""
+
+    @classmethod
+    def of(cls, crop_height: int, crop_width: int, out_height: int, out_width: int) -> _Geometry:
+        windows = np.array(pil_windows(crop_width, out_width))
+        geometry = cls(
+            horizontal=pil_bicubic_weights(crop_width, out_width).double().numpy(),
+            vertical=pil_bicubic_weights(crop_height, out_height).double().numpy(),
+            window_start=windows[:, 0],
+            window_stop=windows[:, 1],
+            exact=False,
+        )
+        noise = np.random.default_rng(0).integers(0, 256, (crop_height, crop_width, 3), dtype=np.uint8)
+        pillow = np.asarray(Image.fromarray(noise).resize((out_width, out_height), Image.Resampling.BICUBIC))
+        ours = geometry.resize(noise.transpose(2, 0, 1), 0, out_width, 0)
+        return dataclasses.replace(geometry, exact=np.array_equal(ours, pillow.transpose(2, 0, 1)))
+
+    def resize(self, patch: np.ndarray, j0: int, j1: int, x0: int) -> np.ndarray:
+        """Output columns [j0, j1) of the resized (3, h, w) patch holding input columns x0 on: (3, H, j1 - j0) uint8."""
+        channels, rows, columns = patch.shape
+        # Transposing the bytes before widening them is the cheaper copy.
+        pixels = np.ascontiguousarray(patch).reshape(channels * rows, columns).astype(np.float64)
+        # Horizontal first, then vertical, each rounded to 8 bits in between, as Pillow's two passes.
+        weights = np.ascontiguousarray(self.horizontal[j0:j1, x0 : x0 + columns].T)
+        along_rows = _fixed_point_pass(pixels, weights).reshape(channels, rows, j1 - j0)
+        return _fixed_point_pass(self.vertical, along_rows).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class _Background:
+    words: np.ndarray
+    """(rows, frame_width * 3 // 8) uint64: frame rows filled with the background, as 64-bit words."""
+    resized: np.ndarray
+    """(3, out_height, out_width) uint8: the resize of a crop of the background alone."""
+
+
+class BackgroundResize:
+    """Pillow's resize of a crop of a frame, computing only the output columns that differ from the background's.
+
+    A CartPole render is the same in every column (white, and the black track line) but for the few dozen
+    where the cart and pole stand. An output pixel of Pillow's resize reads one window of input columns
+    (`pil_windows`); where that window holds background only, it equals the resized background, which is
+    computed once per background. So the changed columns are found with one comparison of the crop's rows,
+    as 64-bit words, against the background, and only the outputs whose windows reach them are computed,
+    with Pillow's own weights, pass order and rounding in exact float64 arithmetic (checked against the
+    installed Pillow once per geometry). The background is guessed from the frame's column farthest from the
+    crop; a wrong guess costs time, never exactness. Frames that cannot take this path (a non-integer scale,
+    rows that are not whole 64-bit words, a mostly changed crop) get Pillow's full resize.
+    """
+
+    FULL_RESIZE_FRACTION = 0.6
+    """Above this fraction of changed output columns the full resize is as cheap."""
+
+    KEPT_BACKGROUNDS = 8
+    """Backgrounds remembered (each ~0.3 MB for a 600-pixel-wide frame); frames of other scenes evict the oldest."""
+
+    def __init__(self) -> None:
+        self._backgrounds: dict[tuple[bytes, int, int, int], _Background] = {}
+        self._geometries: dict[tuple[int, int, int, int], _Geometry] = {}
+
+    def __call__(self, frame: np.ndarray, rows: slice, columns: slice, height: int = 40) -> np.ndarray:
+        """Pillow's bicubic resize of `frame[rows, columns]` to `height` rows: (3, height, W) uint8."""
+        crop = frame[rows, columns]
+        crop_height, crop_width = crop.shape[:2]
+        out_height, out_width = resized_size(crop_height, crop_width, height)
+        frame_width = frame.shape[1]
+        if crop_width % out_width or (frame_width * 3) % 8 or not frame.flags.c_contiguous:
+            return _pillow(crop, height)
+        geometry = self._geometry(crop_height, crop_width, out_height, out_width)
+        if not geometry.exact:
+            return _pillow(crop, height)
+        first, stop, _ = columns.indices(frame_width)
+        far = 0 if first + stop > frame_width else frame_width - 1
+        background = self._background(frame[rows, far], frame_width, crop_width, geometry)
+        # Whole rows compare faster than the crop's strided part of them. Words covering the crop's bytes
+        # are kept; one that straddles the crop's edge may mark a column just outside it, which is harmless.
+        words = frame[rows].reshape(crop_height, frame_width * 3).view(np.uint64)
+        word_start, word_stop = first * 3 // 8, -(-stop * 3 // 8)
+        changed = np.flatnonzero((words != background.words).any(axis=0)[word_start:word_stop])
+        resized = background.resized.copy()
+        if changed.size == 0:
+            return resized
+        low = max((word_start + int(changed[0])) * 8 // 3 - first, 0)
+        high = min(((word_start + int(changed[-1])) * 8 + 7) // 3 - first, crop_width - 1)
+        j0 = int(np.searchsorted(geometry.window_stop, low, side="right"))  # first window ending after `low`
+        j1 = int(np.searchsorted(geometry.window_start, high, side="right"))  # windows starting by `high`
+        if j1 - j0 > self.FULL_RESIZE_FRACTION * out_width:
+            return _pillow(crop, height)
+        if j1 > j0:
+            x0, x1 = int(geometry.window_start[j0]), int(geometry.window_stop[j1 - 1])
+            resized[:, :, j0:j1] = geometry.resize(crop[:, x0:x1].transpose(2, 0, 1), j0, j1, x0)
+        return resized
+
+    def _geometry(self, crop_height: int, crop_width: int, out_height: int, out_width: int) -> _Geometry:
+        key = (crop_height, crop_width, out_height, out_width)
+        if key not in self._geometries:
+            self._geometries[key] = _Geometry.of(*key)
+        return self._geometries[key]
+
+    def _background(self, column: np.ndarray, frame_width: int, crop_width: int, geometry: _Geometry) -> _Background:
+        key = (column.tobytes(), frame_width, crop_width, geometry.vertical.shape[0])
+        found = self._backgrounds.get(key)
+        if found is None:
+            rows = np.ascontiguousarray(np.broadcast_to(column[:, None, :], (column.shape[0], frame_width, 3)))
+            resized = geometry.resize(rows[:, :crop_width].transpose(2, 0, 1), 0, geometry.horizontal.shape[0], 0)
+            found = _Background(rows.reshape(column.shape[0], -1).view(np.uint64), resized)
+            if len(self._backgrounds) >= self.KEPT_BACKGROUNDS:
+                del self._backgrounds[next(iter(self._backgrounds))]
+            self._backgrounds[key] = found
+        return found
+
+
+def _pillow(crop: np.ndarray, height: int) -> np.ndarray:
+    return resize_uint8(crop, height).transpose(2, 0, 1)

@@ -1,9 +1,10 @@
 """Screens for the fast path: the seed's patch bit for bit from a render, or drawn without rendering.
 
-- `extract_screen` / `get_screen`: the reference's crop, then Pillow's bicubic resize of the uint8 crop itself
+- `extract_screen` / `get_screen`: the reference's crop and Pillow's bicubic resize of the uint8 crop itself
   instead of the float -> PIL -> tensor round trip (the same pixels: ToPILImage's float -> uint8 truncation of
   `u / 255 * 255` gives `u` back for every uint8 `u`, which `tests/test_fast_screen.py` checks for all 256
-  values). Pillow's resize is most of what is left; a torch re-implementation of it (banded matmuls) was slower.
+  values), computed only for the output columns the cart and pole reach (`BackgroundResize`: the rest is the
+  resized background, the same in every frame).
 - `raster_screen`: `FrameRaster` (`CartPoleRaster`'s drawing of one state) from the environment's state, no
   render at all (within 1/255 on average of the rendered patch, not bit-exact; see `dqnbench.fast.raster`).
 """
@@ -17,22 +18,34 @@ import torch
 from torch import Tensor
 
 from dqnbench.fast.raster import CartPoleRaster, FrameRaster
-from dqnbench.fast.resize import resize_uint8
-from dqnbench.screen import cart_pixel, crop_frame
+from dqnbench.fast.resize import BackgroundResize, resize_uint8
+from dqnbench.screen import cart_pixel, crop_rows, crop_window
 
 _RASTERS: dict[tuple[int, float, float], FrameRaster] = {}
 
 
+def as_screen(patch: np.ndarray) -> Tensor:
+    """(3, h, w) uint8 -> (1, 3, h, w) float32 as ToTensor converts it: float32(u) / 255, contiguous."""
+    screen = np.ascontiguousarray(patch, dtype=np.float32)
+    screen /= 255
+    return torch.from_numpy(screen).unsqueeze(0)
+
+
 def resize_patch(patch: np.ndarray, height: int = 40) -> Tensor:
     """(3, h, w) uint8 patch -> (1, 3, height, w * height / h) float, equal to `dqnbench.screen.resize_patch`."""
-    pixels = torch.from_numpy(resize_uint8(patch.transpose(1, 2, 0), height)).permute(2, 0, 1)
-    # ToTensor's conversion: float32(u) / 255, contiguous.
-    return pixels.to(torch.float32, memory_format=torch.contiguous_format).div(255).unsqueeze(0)
+    return as_screen(resize_uint8(patch.transpose(1, 2, 0), height).transpose(2, 0, 1))
+
+
+_RESIZE = BackgroundResize()
 
 
 def extract_screen(frame: np.ndarray, cart_x: float, x_threshold: float = 2.4, height: int = 40) -> Tensor:
     """The seed's get_screen on an already rendered (H, W, 3) uint8 frame, bit for bit."""
-    return resize_patch(crop_frame(frame, cart_pixel(cart_x, frame.shape[1], x_threshold)), height)
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"extract_screen: expected an (H, W, 3) uint8 RGB frame, got {frame.dtype} {frame.shape}")
+    screen_height, screen_width, _ = frame.shape
+    columns = crop_window(cart_pixel(cart_x, screen_width, x_threshold), screen_width)
+    return as_screen(_RESIZE(frame, crop_rows(screen_height), columns, height))
 
 
 def get_screen(env: Any, height: int = 40) -> Tensor:
