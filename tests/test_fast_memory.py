@@ -7,7 +7,7 @@ import torch
 
 from dqnbench.config import DQNConfig
 from dqnbench.fast.memory import ScreenMemory, StateMemory
-from dqnbench.learner import Batch
+from dqnbench.learner import ReplayBatch
 from dqnbench.parts import ReferenceMemory
 from dqnbench.train import StateBuilder
 
@@ -44,7 +44,8 @@ def _feed(memories, config: DQNConfig, episodes: list[tuple[int, str]], seed: in
             state = next_state
 
 
-def _assert_same_batch(expected: Batch, got: Batch, where: str) -> None:
+def _assert_same_batch(expected: ReplayBatch, got: ReplayBatch, where: str) -> None:
+    expected, got = expected.materialize(), got.materialize()
     for field in ("states", "actions", "rewards", "non_final_mask", "non_final_next_states"):
         torch.testing.assert_close(
             getattr(got, field),
@@ -74,14 +75,18 @@ def test_screen_memory_samples_exactly_the_reference_batches(config, capacity):
 
 
 @pytest.mark.parametrize("config", [DQNConfig(), DQNConfig(state="stack", stack_frames=3)], ids=["difference", "stack"])
-def test_screen_memory_batches_outlive_the_next_sample(config):
+def test_screen_memory_batches_outlive_the_next_sample_and_pushes(config):
+    # A batch holds copies of its screens: the ring overwriting them later must not change it.
     memory = ScreenMemory(100, seed=0)
     _feed([memory], config, EPISODES)
     first = memory.sample_batch(8)
-    kept = {name: getattr(first, name).clone() for name in ("states", "non_final_next_states")}
+    kept = {name: getattr(first.materialize(), name).clone() for name in ("states", "non_final_next_states")}
     memory.sample_batch(8)
+    _feed([memory], config, EPISODES, seed=1)
     for name, value in kept.items():
-        torch.testing.assert_close(getattr(first, name), value, rtol=0, atol=0, msg=lambda m, n=name: f"{n}: {m}")
+        torch.testing.assert_close(
+            getattr(first.materialize(), name), value, rtol=0, atol=0, msg=lambda m, n=name: f"{n}: {m}"
+        )
 
 
 def test_screen_memory_stores_one_uint8_screen_per_transition():

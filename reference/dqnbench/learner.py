@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +31,20 @@ class Batch:
 
     def to(self, device: torch.device | str) -> Batch:
         return Batch(*(t.to(device, non_blocking=True) for t in vars(self).values()))
+
+    def materialize(self) -> Batch:
+        return self
+
+
+class ReplayBatch(Protocol):
+    """What a replay memory samples: a `Batch`, or a compact form of one that the optimisation step expands
+    where it runs (`dqnbench.fast.memory.ScreenBatch` keeps uint8 screens until then)."""
+
+    def to(self, device: torch.device | str) -> ReplayBatch: ...
+
+    def materialize(self) -> Batch:
+        """The batch as float states, computed exactly as the memory that sampled it would have."""
+        ...
 
 
 def collate(transitions: Sequence[Transition]) -> Batch:

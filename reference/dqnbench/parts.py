@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from dqnbench.config import DQNConfig
-from dqnbench.learner import Batch, collate, optimize_step
+from dqnbench.learner import Batch, ReplayBatch, collate, optimize_step
 from dqnbench.nets import DQN
 from dqnbench.replay import ReplayMemory
 from dqnbench.screen import get_screen
@@ -23,12 +23,12 @@ class Memory(Protocol):
 
     def push(self, state: Tensor, action: Tensor, next_state: Tensor | None, reward: Tensor) -> None: ...
 
-    def sample_batch(self, batch_size: int) -> Batch: ...
+    def sample_batch(self, batch_size: int) -> ReplayBatch: ...
 
     def __len__(self) -> int: ...
 
 
-OptimizeFn = Callable[[Batch], Tensor]
+OptimizeFn = Callable[[ReplayBatch], Tensor]
 
 
 @dataclass(frozen=True)
@@ -59,9 +59,9 @@ class ReferenceMemory(ReplayMemory):
 def reference_optimize(
     policy: nn.Module, target: nn.Module, optimizer: torch.optim.Optimizer, config: DQNConfig
 ) -> OptimizeFn:
-    def step(batch: Batch) -> Tensor:
+    def step(batch: ReplayBatch) -> Tensor:
         return optimize_step(
-            policy, target, optimizer, batch, gamma=config.gamma, grad_clip=config.grad_clip,
+            policy, target, optimizer, batch.materialize(), gamma=config.gamma, grad_clip=config.grad_clip,
             double_dqn=config.double_dqn,
         )
 

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from dqnbench.config import DQNConfig
 from dqnbench.conformance.adapter import DQNAdapter, TransitionBatch, load_adapter
-from dqnbench.learner import Batch, collate, make_target
+from dqnbench.learner import Batch, ReplayBatch, collate, make_target
 from dqnbench.parts import REFERENCE_PARTS, Memory, OptimizeFn, TrainingParts
 from dqnbench.screen import extract_screen
 
@@ -154,8 +154,10 @@ def _adapter_optimize(
     optimize_step: Callable[[nn.Module, nn.Module, torch.optim.Optimizer, TransitionBatch, float, float], Tensor],
 ) -> OptimizeFactory:
     def make(policy: nn.Module, target: nn.Module, optimizer: torch.optim.Optimizer, config: DQNConfig) -> OptimizeFn:
-        def step(batch: Batch) -> Tensor:
-            return optimize_step(policy, target, optimizer, transition_batch(batch), config.gamma, config.grad_clip)
+        def step(batch: ReplayBatch) -> Tensor:
+            return optimize_step(
+                policy, target, optimizer, transition_batch(batch.materialize()), config.gamma, config.grad_clip
+            )
 
         return step
 

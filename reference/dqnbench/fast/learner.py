@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from dqnbench.learner import Batch, bellman_targets, next_state_values
+from dqnbench.learner import Batch, ReplayBatch, bellman_targets, next_state_values
 
 
 def _fold_batchnorm(net: nn.Module) -> nn.Module:
@@ -108,14 +108,14 @@ def fast_optimize_step(
     policy_net: nn.Module,
     target: FoldedTarget,
     optimizer: torch.optim.Optimizer,
-    batch: Batch,
+    batch: ReplayBatch,
     *,
     gamma: float,
     grad_clip: float = 1.0,
     double_dqn: bool = False,
 ) -> Tensor:
     """`dqnbench.learner.optimize_step` with the speed-ups above; returns the loss before the step."""
-    batch = channels_last(batch)
+    batch = channels_last(batch.materialize())
     values = next_state_values(target, batch, policy_net if double_dqn else None)
     targets = bellman_targets(batch.rewards, values, batch.non_final_mask, gamma)
     return td_update(policy_net, optimizer, batch.states, batch.actions, targets, grad_clip)

@@ -14,6 +14,7 @@ order, same `random.Random(seed).sample` draw), so training with them follows th
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -113,6 +114,49 @@ class StateMemory(_Ring):
         return self.sample_batch(batch_size)
 
 
+def _states(screens: Tensor, stack: bool) -> Tensor:
+    """States from (B, n, C, H, W) float screens, as the training loop builds them from its last screens."""
+    return screens.flatten(1, 2) if stack else screens[:, -1] - screens[:, -2]
+
+
+@dataclass(frozen=True)
+class ScreenBatch:
+    """A sampled batch kept as uint8 screens; `materialize` makes the float `Batch` where the learner runs.
+
+    Per transition, `screens` holds its state's screens and then the one after them, so the state and the
+    next state share what they have in common: a quarter of the bytes of one float state. The optimisation
+    step builds the float states, on its device, after `to(device)` has moved the uint8.
+    """
+
+    screens: Tensor
+    """(B, span + 1, C, H, W) uint8."""
+    actions: Tensor
+    rewards: Tensor
+    non_final_mask: Tensor
+    stack: bool
+    """States are the screens side by side (a stack), or the difference of the last two (the seed's)."""
+
+    def to(self, device: torch.device | str) -> ScreenBatch:
+        fields = (self.screens, self.actions, self.rewards, self.non_final_mask)
+        return ScreenBatch(*(t.to(device, non_blocking=True) for t in fields), stack=self.stack)
+
+    def materialize(self) -> Batch:
+        screens = self.screens.to(torch.float32).div_(255)  # float32(u) / 255, as ToTensor converts it
+        if self.stack:
+            states, following = _states(screens[:, :-1], True), _states(screens[:, 1:], True)
+        else:
+            # Both differences in one operation: each state's and its next state's.
+            differences = screens[:, 1:] - screens[:, :-1]
+            states, following = differences[:, 0], differences[:, 1]
+        return Batch(
+            states=states,
+            actions=self.actions,
+            rewards=self.rewards,
+            non_final_mask=self.non_final_mask,
+            non_final_next_states=following if bool(self.non_final_mask.all()) else following[self.non_final_mask],
+        )
+
+
 class ScreenMemory(_Ring):
     """Replay over uint8 screens stored once; states are rebuilt from them when sampled.
 
@@ -129,7 +173,6 @@ class ScreenMemory(_Ring):
         self._pending: list[int] | None = None  # the state's ids plus the newest screen, awaiting its push
         self._ids: Tensor | None = None  # per transition: its state's screen ids and then the next screen's
         self._stack: int | None = None  # screens per state; None until the first push; 0 for the difference
-        self._work: tuple[Tensor, Tensor] | None = None  # sampling buffers: gathered uint8 and float screens
 
     @property
     def _span(self) -> int:
@@ -185,7 +228,9 @@ class ScreenMemory(_Ring):
         for stack in candidates:
             self._stack = stack
             ids = ([self._window[0]] * self._span + self._window)[-self._span :]
-            if torch.equal(self._rebuild(self._float_screens(torch.tensor([ids]))), state.to(self._screens.device)):
+            state_screens = self._gather(torch.tensor([ids]))
+            rebuilt = _states(state_screens.to(torch.float32).div_(255), bool(stack))
+            if torch.equal(rebuilt, state.to(self._screens.device)):
                 return
         self._stack = None
         raise ValueError(
@@ -194,30 +239,11 @@ class ScreenMemory(_Ring):
             "to observe(), so use StateMemory for states built any other way"
         )
 
-    def _float_screens(self, ids: Tensor) -> Tensor:
-        """(B, n) screen ids -> (B, n, C, H, W) float screens, converted as ToTensor converts them (u / 255).
-
-        The result lives in a work buffer reused by the next call: callers build new tensors from it.
-        """
+    def _gather(self, ids: Tensor) -> Tensor:
+        """(B, n) screen ids -> (B, n, C, H, W) uint8 screens (a copy: the ring goes on changing)."""
         assert self._screens is not None
-        flat = self._screens.view(self._screens.shape[0], -1)
-        index = (ids.to(flat.device) % flat.shape[0]).flatten()
-        if self._work is None or self._work[0].shape[0] != index.shape[0]:
-            self._work = (
-                flat.new_empty((index.shape[0], flat.shape[1])),
-                flat.new_empty((index.shape[0], flat.shape[1]), dtype=torch.float32),
-            )
-        pixels, screens = self._work
-        torch.index_select(flat, 0, index, out=pixels)
-        screens.copy_(pixels).div_(255)  # float32(u) / 255, as ToTensor's img.to(float32).div(255)
-        return screens.view(*ids.shape, *self._screens.shape[1:])
-
-    def _rebuild(self, screens: Tensor) -> Tensor:
-        """States from (B, span, C, H, W) float screens, computed as the training loop computes them."""
-        if not self._stack:
-            return screens[:, 1] - screens[:, 0]
-        # A copy: `screens` is the reused work buffer, and a batch must outlive the next sample.
-        return screens.flatten(1, 2).clone()
+        index = (ids.to(self._screens.device) % self._screens.shape[0]).flatten()
+        return self._screens.index_select(0, index).view(*ids.shape, *self._screens.shape[1:])
 
     def push(self, state: Tensor, action: Tensor, next_state: Tensor | None, reward: Tensor) -> None:
         if self._pending is None:
@@ -239,13 +265,19 @@ class ScreenMemory(_Ring):
             # Nothing refers to the screen after a final step: the next episode's first screen reuses its slot.
             self._next_id -= 1
 
-    def sample_batch(self, batch_size: int) -> Batch:
+    def sample_batch(self, batch_size: int) -> ScreenBatch:
         slots = self._draw(batch_size)
-        assert self._ids is not None and self._screens is not None
+        assert self._ids is not None and self._screens is not None and self._actions is not None
+        assert self._rewards is not None
         with single_threaded(self._screens.device):
-            # Each screen of a transition is converted once and serves both its state and its next state.
-            screens = self._float_screens(self._ids[slots])
-            return self._batch(slots, self._rebuild(screens[:, :-1]), self._rebuild(screens[:, 1:]))
+            index = torch.tensor(slots, device=self._actions.device)
+            return ScreenBatch(
+                screens=self._gather(self._ids[slots]),
+                actions=self._actions[index],
+                rewards=self._rewards[index].to(torch.float32).reshape(batch_size),
+                non_final_mask=~self._final[slots].to(self._screens.device),
+                stack=bool(self._stack),
+            )
 
     def sample(self, batch_size: int) -> Batch:
-        return self.sample_batch(batch_size)
+        return self.sample_batch(batch_size).materialize()
