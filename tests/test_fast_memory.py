@@ -134,3 +134,13 @@ def test_state_memory_samples_exactly_the_reference_batches():
     _feed([reference, fast], DQNConfig(), EPISODES)
     for draw in range(5):
         _assert_same_batch(reference.sample_batch(16), fast.sample_batch(16), f"StateMemory draw {draw}")
+
+
+@pytest.mark.parametrize("config", [DQNConfig(), DQNConfig(state="stack", stack_frames=3)], ids=["difference", "stack"])
+def test_screen_batch_moves_as_uint8_and_materializes_the_same_states(config):
+    memory = ScreenMemory(100, seed=0)
+    _feed([memory], config, EPISODES)
+    batch = memory.sample_batch(16)
+    moved = batch.to("cpu")
+    assert moved.screens.dtype == torch.uint8 and moved.stack == batch.stack, "to() must keep the uint8 screens"
+    _assert_same_batch(batch, moved, "ScreenBatch.to('cpu')")

@@ -137,8 +137,10 @@ class ScreenBatch:
     """States are the screens side by side (a stack), or the difference of the last two (the seed's)."""
 
     def to(self, device: torch.device | str) -> ScreenBatch:
-        fields = (self.screens, self.actions, self.rewards, self.non_final_mask)
-        return ScreenBatch(*(t.to(device, non_blocking=True) for t in fields), stack=self.stack)
+        screens, actions, rewards, mask = (
+            t.to(device, non_blocking=True) for t in (self.screens, self.actions, self.rewards, self.non_final_mask)
+        )
+        return ScreenBatch(screens, actions, rewards, mask, self.stack)
 
     def materialize(self) -> Batch:
         screens = self.screens.to(torch.float32).div_(255)  # float32(u) / 255, as ToTensor converts it
