@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
-    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError, MemoryError) as error:
         print(f"dqnbench {args.command}: error: {error}", file=sys.stderr)
         return 2
 

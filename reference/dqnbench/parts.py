@@ -44,6 +44,9 @@ class TrainingParts:
     """(height, width, n_actions, in_channels) -> a Q-network."""
     make_optimize: Callable[[nn.Module, nn.Module, torch.optim.Optimizer, DQNConfig], OptimizeFn]
     """(policy, target, optimizer, config) -> a function running one optimisation step on a batch."""
+    replay_bytes: Callable[[int, tuple[int, int, int]], int]
+    """(capacity, (channels, height, width) of a state) -> bytes the full memory holds, to refuse a run that
+    cannot fit before it starts."""
 
 
 class ReferenceMemory(ReplayMemory):
@@ -68,12 +71,19 @@ def reference_optimize(
     return step
 
 
+def float_state_bytes(capacity: int, state_shape: tuple[int, int, int]) -> int:
+    """A memory of float32 states: one per transition (the loop's next state is the next transition's state)."""
+    channels, height, width = state_shape
+    return capacity * channels * height * width * 4
+
+
 REFERENCE_PARTS = TrainingParts(
     name="reference",
     get_screen=get_screen,
     make_memory=ReferenceMemory,
     make_network=DQN,
     make_optimize=reference_optimize,
+    replay_bytes=float_state_bytes,
 )
 
 

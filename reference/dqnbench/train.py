@@ -151,6 +151,31 @@ class Progress:
             print(file=sys.stderr)
 
 
+def available_memory_bytes(device: torch.device) -> int | None:
+    """Memory a new allocation can get: MemAvailable on Linux, free CUDA memory on a GPU; None when unknown."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        meminfo = Path("/proc/meminfo").read_text()
+    except OSError:
+        return None
+    for line in meminfo.splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def check_replay_fits(config: DQNConfig, needed: int) -> None:
+    """Refuse a run whose full replay memory would not fit, instead of being killed hours into it."""
+    available = available_memory_bytes(resolve_device(config.device))
+    if available is not None and needed > available:
+        raise MemoryError(
+            f"--memory-capacity {config.memory_capacity} with --impl {config.impl}: a full replay memory takes "
+            f"~{needed / 2**30:.1f} GiB, but only {available / 2**30:.1f} GiB is available; lower "
+            "--memory-capacity, or use --impl fast (it stores each screen once, as uint8)"
+        )
+
+
 def train(config: DQNConfig, *, progress: bool = True) -> TrainResult:
     """Train a DQN as `config` says and write its results under `config.out` (see DQNConfig.out)."""
     out = config.resolved_out()
@@ -160,9 +185,6 @@ def train(config: DQNConfig, *, progress: bool = True) -> TrainResult:
     device = resolve_device(config.device)
     parts = training_parts(config.impl)
     env = make_env(config.env_id)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.json", json.dumps(config.to_json_dict(), indent=2) + "\n")
-
     torch.manual_seed(config.seed)
     env.reset(seed=config.seed)
     env.action_space.seed(config.seed)
@@ -170,6 +192,9 @@ def train(config: DQNConfig, *, progress: bool = True) -> TrainResult:
 
     # Size the network from a real screen, as the seed did.
     _, _, height, width = parts.get_screen(env, config.screen_height).shape
+    check_replay_fits(config, parts.replay_bytes(config.memory_capacity, (config.in_channels, height, width)))
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.json", json.dumps(config.to_json_dict(), indent=2) + "\n")
     policy_net = parts.make_network(height, width, n_actions, config.in_channels)
     if not config.batch_norm:
         policy_net = without_batch_norm(policy_net)

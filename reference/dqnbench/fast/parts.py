@@ -36,12 +36,19 @@ def make_optimize(
     )
 
 
+def uint8_screen_bytes(capacity: int, state_shape: tuple[int, int, int]) -> int:
+    """`ScreenMemory`: one 3-channel uint8 screen per transition, whatever the state is built from."""
+    _, height, width = state_shape
+    return capacity * 3 * height * width
+
+
 FAST_PARTS = TrainingParts(
     name="fast",
     get_screen=raster_screen,
     make_memory=ScreenMemory,
     make_network=make_network,
     make_optimize=make_optimize,
+    replay_bytes=uint8_screen_bytes,
 )
 """The fastest parts: screens drawn without rendering, uint8 replay, the faster optimisation step.
 
@@ -56,6 +63,7 @@ EXACT_PARTS = TrainingParts(
     make_memory=ScreenMemory,
     make_network=DQN,
     make_optimize=reference_optimize,
+    replay_bytes=uint8_screen_bytes,
 )
 """The bit-exact subset: rendered screens resized without PIL, the uint8 replay, the reference's step.
 
