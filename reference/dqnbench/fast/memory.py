@@ -272,12 +272,14 @@ class ScreenMemory(_Ring):
         assert self._ids is not None and self._screens is not None and self._actions is not None
         assert self._rewards is not None
         with single_threaded(self._screens.device):
-            index = torch.tensor(slots, device=self._actions.device)
+            # One index tensor for every ring: indexing with the Python list converts it each time.
+            index = torch.tensor(slots)
+            on_device = index.to(self._actions.device)
             return ScreenBatch(
-                screens=self._gather(self._ids[slots]),
-                actions=self._actions[index],
-                rewards=self._rewards[index].to(torch.float32).reshape(batch_size),
-                non_final_mask=~self._final[slots].to(self._screens.device),
+                screens=self._gather(self._ids[index]),
+                actions=self._actions[on_device],
+                rewards=self._rewards[on_device].to(torch.float32).reshape(batch_size),
+                non_final_mask=~self._final[index].to(self._screens.device),
                 stack=bool(self._stack),
             )
 
