@@ -8,7 +8,7 @@ from itertools import cycle, islice
 import pytest
 import torch
 
-from dqnbench.bench.facts import current_rss_mb
+from dqnbench.bench.facts import current_rss_mb, tensor_bytes
 from dqnbench.bench.subjects import BenchSubject
 from dqnbench.bench.workload import Step, fill, rollout
 from dqnbench.config import SEED_CONFIG
@@ -24,7 +24,10 @@ class FullMemory:
     memory: Memory
     stored: int
     growth_mb: float
-    """RSS growth (CPU) or CUDA memory allocated (CUDA) while filling: what `stored` transitions cost."""
+    """RSS growth (CPU) or CUDA memory allocated (CUDA) while filling; on CPU it misses memory an earlier
+    benchmark freed and the fill reused."""
+    tensor_mb: float
+    """Bytes of the tensors the filled memory holds (each storage once): what `stored` transitions cost."""
     spare: list[Step]
     """Steps to push in the timed loop: 13 whole episodes, observed screens included."""
 
@@ -44,11 +47,16 @@ def full_memory(subject: BenchSubject, device: torch.device, screens, quick: boo
     before = _memory_in_use_mb(device)
     memory = subject.make_memory(CAPACITY, SEED_CONFIG.seed)
     fill(memory, steps, stored)
-    return FullMemory(memory, stored, _memory_in_use_mb(device) - before, spare)
+    return FullMemory(memory, stored, _memory_in_use_mb(device) - before, tensor_bytes(memory) / 2**20, spare)
 
 
 def _facts(full: FullMemory) -> dict[str, object]:
-    return {"capacity": CAPACITY, "stored": full.stored, "memory_growth_mb": full.growth_mb}
+    return {
+        "capacity": CAPACITY,
+        "stored": full.stored,
+        "memory_growth_mb": full.growth_mb,
+        "memory_tensor_mb": full.tensor_mb,
+    }
 
 
 def test_replay_push(timed, full_memory: FullMemory) -> None:

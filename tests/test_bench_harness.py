@@ -189,3 +189,17 @@ def test_train_step_acts_stores_and_learns(screens: list[torch.Tensor]) -> None:
         step.close()
     assert len(step.memory) == before + 3
     assert all(math.isfinite(loss) for loss in losses), losses
+
+
+def test_tensor_bytes_counts_each_storage_once_through_containers_and_attributes():
+    from collections import deque
+
+    from dqnbench.bench.facts import tensor_bytes
+
+    shared = torch.zeros(1000)  # 4000 bytes, reached three times
+    holder = type("Holder", (), {})()
+    holder.items = [shared, (shared[:10], {"again": shared})]
+    holder.ring = deque([torch.zeros(10, dtype=torch.uint8)])
+    holder.label = "not a tensor"
+    assert tensor_bytes(holder) == 4000 + 10
+    assert tensor_bytes([holder, holder]) == 4010

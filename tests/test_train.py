@@ -232,13 +232,13 @@ def test_batch_norm_false_trains_a_network_without_batchnorm(tmp_path):
 
 
 def test_a_replay_memory_that_cannot_fit_is_refused_before_anything_is_written(tmp_path, capsys):
-    # 10**9 float difference states (43 kB each: 40233.1 GiB) cannot fit any machine this runs on; the run must say
-    # so, name the fixes, and leave no folder behind.
+    # 10**9 transitions of two float difference states (43 kB each: 80466.3 GiB) fit no machine this runs
+    # on; the run must say so, name the fixes, and leave no folder behind.
     out = tmp_path / "run"
     code = main(["train", "--memory-capacity", "1000000000", "--out", str(out), "--device", "cpu"])
     err = capsys.readouterr().err
     assert code == 2, err
-    assert "--memory-capacity 1000000000 with --impl reference: a full replay memory takes ~40233.1 GiB" in err
+    assert "--memory-capacity 1000000000 with --impl reference: a full replay memory takes ~80466.3 GiB" in err
     assert "lower --memory-capacity, or use --impl fast" in err
     assert not out.exists()
 
@@ -248,5 +248,5 @@ def test_replay_sizes_of_the_reference_and_fast_memories():
     from dqnbench.parts import REFERENCE_PARTS
 
     # The tuned configuration's 4 stacked screens: float states for the reference, one uint8 screen for fast.
-    assert REFERENCE_PARTS.replay_bytes(100_000, (12, 40, 90)) == 100_000 * 12 * 40 * 90 * 4
+    assert REFERENCE_PARTS.replay_bytes(100_000, (12, 40, 90)) == 100_000 * 2 * 12 * 40 * 90 * 4
     assert FAST_PARTS.replay_bytes(100_000, (12, 40, 90)) == 100_000 * 3 * 40 * 90

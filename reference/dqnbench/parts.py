@@ -72,9 +72,9 @@ def reference_optimize(
 
 
 def float_state_bytes(capacity: int, state_shape: tuple[int, int, int]) -> int:
-    """A memory of float32 states: one per transition (the loop's next state is the next transition's state)."""
+    """`ReplayMemory`: a float32 copy of the state and of the next state per transition."""
     channels, height, width = state_shape
-    return capacity * channels * height * width * 4
+    return capacity * 2 * channels * height * width * 4
 
 
 REFERENCE_PARTS = TrainingParts(

@@ -10,11 +10,13 @@ configures, and records which, so two runs are comparable only if their allocato
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import ctypes.util
 import os
 import platform
 import resource
+import types
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,3 +139,34 @@ def current_rss_mb() -> float:
     except OSError:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+_NOT_HOLDING_TENSORS = (str, bytes, int, float, bool, type(None), type, types.ModuleType, types.FunctionType)
+
+
+def tensor_bytes(root: object) -> int:
+    """Bytes of every tensor storage reachable from `root`'s attributes and containers, each storage once.
+
+    What a replay memory holds, independent of the allocator: RSS growth misses memory that an earlier
+    benchmark freed and this one reused (glibc keeps freed heap when the trim threshold is pinned).
+    """
+    seen_objects: set[int] = set()
+    storages: dict[tuple[str, int], int] = {}
+    pending: list[object] = [root]
+    while pending:
+        item = pending.pop()
+        if id(item) in seen_objects or isinstance(item, _NOT_HOLDING_TENSORS):
+            continue
+        seen_objects.add(id(item))
+        if isinstance(item, torch.Tensor):
+            storage = item.untyped_storage()
+            storages[(str(item.device), storage.data_ptr())] = storage.nbytes()
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset | collections.deque):
+            pending.extend(item)
+        elif hasattr(item, "__dict__"):
+            pending.extend(vars(item).values())
+        elif hasattr(item, "__slots__"):
+            pending.extend(getattr(item, slot) for slot in item.__slots__ if hasattr(item, slot))
+    return sum(storages.values())
