@@ -1,0 +1,70 @@
+"""`dqnbench evaluate`: a trained run's policy is played back, and each episode's ending is named right."""
+
+import numpy as np
+import pytest
+
+from dqnbench.cli import main
+from dqnbench.config import DQNConfig
+from dqnbench.envs import make_env
+from dqnbench.evaluate import ending, evaluate
+from dqnbench.train import train
+
+SMALL = {"batch_size": 4, "learning_starts": 4, "memory_capacity": 200, "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def trained_runs(tmp_path_factory):
+    """Two tiny runs: the seed's network, and a stacked-screen one without BatchNorm on the fast parts."""
+    root = tmp_path_factory.mktemp("runs")
+    seed = DQNConfig(episodes=2, out=root / "seed", **SMALL)
+    stacked = DQNConfig(
+        episodes=2, out=root / "stacked", impl="fast", state="stack", stack_frames=3, batch_norm=False, **SMALL
+    )
+    for config in (seed, stacked):
+        train(config, progress=False)
+    return seed.out, stacked.out
+
+
+def test_a_trained_run_plays_back_with_every_episode_ending_named(trained_runs, capsys):
+    for run in trained_runs:
+        result = evaluate(run, episodes=3, eps=0.5, seed=1)
+        assert len(result.durations) == 3 and all(d >= 1 for d in result.durations), result
+        assert sum(result.endings.values()) == 3, result.endings
+        assert main(["evaluate", str(run), "--episodes", "2"]) == 0
+        assert f"{run}: 2 episodes: mean duration" in capsys.readouterr().out
+
+
+def test_the_same_seed_plays_the_same_episodes(trained_runs):
+    run = trained_runs[0]
+    assert evaluate(run, episodes=2, eps=0.3, seed=5) == evaluate(run, episodes=2, eps=0.3, seed=5)
+
+
+@pytest.mark.parametrize(
+    ("state", "terminated", "expected"),
+    [
+        ([2.5, 0.0, 0.0, 0.0], True, "cart left the track"),
+        ([-2.5, 0.0, 0.05, 0.0], True, "cart left the track"),
+        ([0.3, 0.0, 0.25, 0.0], True, "pole fell"),
+        ([0.3, 0.0, 0.01, 0.0], False, "time limit"),
+    ],
+)
+def test_endings_of_cartpole(state, terminated, expected):
+    env = make_env()
+    env.reset(seed=0)
+    env.unwrapped.state = np.array(state)
+    try:
+        assert ending(env, terminated) == expected
+    finally:
+        env.close()
+
+
+def test_a_folder_without_a_run_is_named_with_the_fix(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert "no config.json and no checkpoint.pt; pass the --out folder of a `dqnbench train` run" in (
+        capsys.readouterr().err
+    )
+
+
+def test_bad_episode_counts_are_refused(trained_runs):
+    with pytest.raises(ValueError, match="need episodes >= 1"):
+        evaluate(trained_runs[0], episodes=0)
