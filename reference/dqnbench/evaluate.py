@@ -20,10 +20,9 @@ import torch
 
 from dqnbench.config import DQNConfig, config_from_dict
 from dqnbench.envs import make_env
-from dqnbench.nets import without_batch_norm
 from dqnbench.parts import training_parts
 from dqnbench.policy import select_action
-from dqnbench.train import StateBuilder
+from dqnbench.train import StateBuilder, make_policy
 
 ENDINGS = ("pole fell", "cart left the track", "time limit", "terminated")
 """Why an episode ended; `terminated` for an environment that is not CartPole."""
@@ -82,9 +81,7 @@ def evaluate(run: Path, *, episodes: int = 20, eps: float = 0.0, seed: int = 10_
         env.reset(seed=seed)
         _, _, height, width = parts.get_screen(env, config.screen_height).shape
         n_actions = int(env.action_space.n)  # type: ignore[attr-defined]
-        policy = parts.make_network(height, width, n_actions, config.in_channels)
-        if not config.batch_norm:
-            policy = without_batch_norm(policy)
+        policy = make_policy(parts, config, height, width, n_actions)
         policy.load_state_dict(checkpoint["policy"])
         durations, endings = [], Counter[str]()
         for episode in range(episodes):

@@ -21,7 +21,7 @@ from dqnbench.envs import make_env
 from dqnbench.files import atomic_write, atomic_write_text, refuse_to_overwrite
 from dqnbench.learner import make_target, sync_target
 from dqnbench.nets import without_batch_norm
-from dqnbench.parts import Memory, training_parts
+from dqnbench.parts import Memory, TrainingParts, training_parts
 from dqnbench.plots import plot_durations
 from dqnbench.policy import epsilon, select_action
 
@@ -151,6 +151,12 @@ class Progress:
             print(file=sys.stderr)
 
 
+def make_policy(parts: TrainingParts, config: DQNConfig, height: int, width: int, n_actions: int) -> nn.Module:
+    """The implementation's Q-network for `config`'s input, with BatchNorm removed when the config says so."""
+    net = parts.make_network(height, width, n_actions, config.in_channels)
+    return net if config.batch_norm else without_batch_norm(net)
+
+
 def available_memory_bytes(device: torch.device) -> int | None:
     """Memory a new allocation can get: MemAvailable on Linux, free CUDA memory on a GPU; None when unknown."""
     if device.type == "cuda":
@@ -165,9 +171,9 @@ def available_memory_bytes(device: torch.device) -> int | None:
     return None
 
 
-def check_replay_fits(config: DQNConfig, needed: int) -> None:
+def check_replay_fits(config: DQNConfig, device: torch.device, needed: int) -> None:
     """Refuse a run whose full replay memory would not fit, instead of being killed hours into it."""
-    available = available_memory_bytes(resolve_device(config.device))
+    available = available_memory_bytes(device)
     if available is not None and needed > available:
         raise MemoryError(
             f"--memory-capacity {config.memory_capacity} with --impl {config.impl}: a full replay memory takes "
@@ -192,13 +198,10 @@ def train(config: DQNConfig, *, progress: bool = True) -> TrainResult:
 
     # Size the network from a real screen, as the seed did.
     _, _, height, width = parts.get_screen(env, config.screen_height).shape
-    check_replay_fits(config, parts.replay_bytes(config.memory_capacity, (config.in_channels, height, width)))
+    check_replay_fits(config, device, parts.replay_bytes(config.memory_capacity, (config.in_channels, height, width)))
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.json", json.dumps(config.to_json_dict(), indent=2) + "\n")
-    policy_net = parts.make_network(height, width, n_actions, config.in_channels)
-    if not config.batch_norm:
-        policy_net = without_batch_norm(policy_net)
-    policy_net = policy_net.to(device)
+    policy_net = make_policy(parts, config, height, width, n_actions).to(device)
     target_net = make_target(policy_net)
     optimizer = make_optimizer(policy_net.parameters(), config)
     optimize = parts.make_optimize(policy_net, target_net, optimizer, config)

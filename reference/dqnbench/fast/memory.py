@@ -60,18 +60,20 @@ class _Ring:
         # slots, in the same order, as ReplayMemory drawing from its list.
         return self._rng.sample(range(self._size), batch_size)
 
+    def _fields(self, index: Tensor, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        """Actions, float rewards and the non-final mask (on `device`) of the slots in `index`, a CPU tensor.
+
+        One index tensor for every ring: indexing with the Python list of slots converts it each time.
+        """
+        assert self._actions is not None and self._rewards is not None
+        on_device = index.to(self._actions.device)
+        rewards = self._rewards[on_device].to(torch.float32).reshape(len(index))
+        return self._actions[on_device], rewards, ~self._final[index].to(device)
+
     def _batch(self, slots: list[int], states: Tensor, next_states: Tensor) -> Batch:
         """A Batch of `slots`, given their states and next states (rows of final transitions are dropped)."""
-        assert self._actions is not None and self._rewards is not None
-        index = torch.tensor(slots, device=self._actions.device)
-        continues = ~self._final[slots].to(states.device)
-        return Batch(
-            states=states,
-            actions=self._actions[index],
-            rewards=self._rewards[index].to(torch.float32).reshape(len(slots)),
-            non_final_mask=continues,
-            non_final_next_states=next_states[continues],
-        )
+        actions, rewards, continues = self._fields(torch.tensor(slots), states.device)
+        return Batch(states, actions, rewards, continues, next_states[continues])
 
     def __len__(self) -> int:
         return self._size
@@ -269,19 +271,11 @@ class ScreenMemory(_Ring):
 
     def sample_batch(self, batch_size: int) -> ScreenBatch:
         slots = self._draw(batch_size)
-        assert self._ids is not None and self._screens is not None and self._actions is not None
-        assert self._rewards is not None
+        assert self._ids is not None and self._screens is not None
         with single_threaded(self._screens.device):
-            # One index tensor for every ring: indexing with the Python list converts it each time.
             index = torch.tensor(slots)
-            on_device = index.to(self._actions.device)
-            return ScreenBatch(
-                screens=self._gather(self._ids[index]),
-                actions=self._actions[on_device],
-                rewards=self._rewards[on_device].to(torch.float32).reshape(batch_size),
-                non_final_mask=~self._final[index].to(self._screens.device),
-                stack=bool(self._stack),
-            )
+            actions, rewards, continues = self._fields(index, self._screens.device)
+            return ScreenBatch(self._gather(self._ids[index]), actions, rewards, continues, bool(self._stack))
 
     def sample(self, batch_size: int) -> Batch:
         return self.sample_batch(batch_size).materialize()

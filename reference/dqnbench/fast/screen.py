@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from dqnbench.fast.raster import CartPoleRaster, FrameRaster
-from dqnbench.fast.resize import BackgroundResize, resize_uint8
+from dqnbench.fast.resize import BackgroundResize
 from dqnbench.screen import cart_pixel, crop_rows, crop_window
 
 _RASTERS: dict[tuple[int, float, float], FrameRaster] = {}
@@ -29,11 +29,6 @@ def as_screen(patch: np.ndarray) -> Tensor:
     screen = np.ascontiguousarray(patch, dtype=np.float32)
     screen /= 255
     return torch.from_numpy(screen).unsqueeze(0)
-
-
-def resize_patch(patch: np.ndarray, height: int = 40) -> Tensor:
-    """(3, h, w) uint8 patch -> (1, 3, height, w * height / h) float, equal to `dqnbench.screen.resize_patch`."""
-    return as_screen(resize_uint8(patch.transpose(1, 2, 0), height).transpose(2, 0, 1))
 
 
 _RESIZE = BackgroundResize()
