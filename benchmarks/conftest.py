@@ -19,9 +19,17 @@ from typing import Any
 import pytest
 import torch
 
-from dqnbench.bench.facts import pin_glibc_allocator, update_machine_info
+from dqnbench.allocator import pin_glibc_allocator
+from dqnbench.bench.facts import update_machine_info
 from dqnbench.bench.measure import run_benchmark
-from dqnbench.bench.subjects import REFERENCE_SUBJECT, BenchSubject, MissingPiece, fast_subject, user_subject
+from dqnbench.bench.subjects import (
+    REFERENCE_SUBJECT,
+    BenchSubject,
+    MissingPiece,
+    fast_compiled_subject,
+    fast_subject,
+    user_subject,
+)
 from dqnbench.bench.workload import render_screens
 from dqnbench.conformance.adapter import REFERENCE_SPEC
 
@@ -82,12 +90,11 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
 def _subjects(config: pytest.Config) -> dict[str, BenchSubject | str]:
     """Implementations by test id: a subject, or why it cannot be benchmarked (its cases skip with that)."""
     subjects: dict[str, BenchSubject | str] = {REFERENCE_SUBJECT.name: REFERENCE_SUBJECT}
-    try:
-        fast = fast_subject()
-    except ImportError as error:
-        subjects["fast"] = f"dqnbench.fast unavailable: {error}"
-    else:
-        subjects[fast.name] = fast
+    for name, make in (("fast", fast_subject), ("fast-compiled", fast_compiled_subject)):
+        try:
+            subjects[name] = make()
+        except ImportError as error:
+            subjects[name] = f"dqnbench.fast unavailable: {error}"
     spec = config.getoption("--dqn-impl", default=None)
     if spec and spec != REFERENCE_SPEC:
         user = user_subject(spec)
@@ -106,7 +113,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "subject" in metafunc.fixturenames:
         subjects = metafunc.config.stash.setdefault(_SUBJECTS, _subjects(metafunc.config))
         # The parameter is the implementation's name, so the JSON's `params` records it readably.
-        metafunc.parametrize("subject", list(subjects), indirect=True, scope="session")
+        names = [name for name, found in subjects.items() if _times(found, metafunc.function.__name__)]
+        metafunc.parametrize("subject", names, indirect=True, scope="session")
+
+
+def _times(subject: BenchSubject | str, test: str) -> bool:
+    """Whether `subject` is timed in benchmark `test` (one that cannot be benchmarked is listed to skip)."""
+    return isinstance(subject, str) or subject.benchmarks is None or test in subject.benchmarks
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 
+from dqnbench import allocator
 from dqnbench.bench import facts
 from dqnbench.bench.measure import run_benchmark, synchronized
 from dqnbench.bench.subjects import REFERENCE_SUBJECT, BenchSubject, MissingPiece, transition_batch
@@ -109,12 +110,12 @@ def test_machine_id_separates_hosts_and_hardware() -> None:
 
 
 def test_allocator_is_pinned_and_says_how() -> None:
-    pinned = facts.pin_glibc_allocator()
+    pinned = allocator.pin_glibc_allocator()
     if "MALLOC_MMAP_THRESHOLD_" in os.environ and "MALLOC_TRIM_THRESHOLD_" in os.environ:
         assert pinned["source"] == "environment"
     elif os.uname().sysname == "Linux":
-        assert pinned == {"source": "mallopt", "mmap_threshold": facts.MMAP_THRESHOLD,
-                          "trim_threshold": facts.TRIM_THRESHOLD}  # fmt: skip
+        assert pinned == {"source": "mallopt", "mmap_threshold": allocator.MMAP_THRESHOLD,
+                          "trim_threshold": allocator.TRIM_THRESHOLD}  # fmt: skip
     else:
         assert pinned["source"].startswith("not pinned")
 

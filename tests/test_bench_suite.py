@@ -68,3 +68,13 @@ def test_requested_cuda_fails_when_absent(
         "*test_forward[[]cuda-reference-b1[]] ERROR*",
         "*but CUDA was requested (--device or DQNBENCH_REQUIRE_CUDA=1)*",
     ])  # fmt: skip
+
+
+def test_the_compiled_fast_path_is_timed_only_where_compilation_changes_something(pytester: pytest.Pytester) -> None:
+    result = _bench(pytester, "--device=cpu", "--collect-only")
+    assert result.ret == 0, result.stdout.str()
+    collected = sorted(line.strip() for line in result.stdout.lines if "fast-compiled" in line)
+    assert collected == [
+        "<Function test_optimize[cpu-fast-compiled]>",
+        "<Function test_train_step[cpu-fast-compiled]>",
+    ], "\n".join(result.stdout.lines)

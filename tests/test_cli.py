@@ -12,6 +12,7 @@ from importlib.metadata import entry_points
 
 import pytest
 
+import dqnbench.cli
 from dqnbench.cli import build_parser, config_from_args, main
 from dqnbench.config import SEED_CONFIG, TUNED_CONFIG, DQNConfig, field_docs
 
@@ -157,3 +158,11 @@ def test_sigterm_stops_training_like_ctrl_c_with_every_file_complete(tmp_path):
     import torch
 
     assert torch.load(out / "checkpoint.pt", weights_only=True)["episodes_done"] >= len(rows)
+
+
+def test_every_command_pins_the_allocator_before_it_runs(monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(dqnbench.cli, "pin_glibc_allocator", lambda: calls.append("pinned"))
+    assert main(["train", "--episodes", "0"]) == 2  # fails validation, after pinning
+    assert calls == ["pinned"], "dqnbench.cli.main did not pin glibc's allocator thresholds"
+    assert "episodes must be >= 1" in capsys.readouterr().err

@@ -64,6 +64,7 @@ def test_config_is_frozen_and_keyword_only():
         ({"learning_starts": 100}, "learning_starts=100 < batch_size=128"),
         ({"memory_capacity": 64}, "memory_capacity=64 < batch_size=128"),
         ({"max_env_steps": 0}, "max_env_steps must be >= 1 or None, got 0"),
+        ({"compile": True}, "compile=True needs impl='fast' \\(got impl='reference'\\)"),
     ],
 )
 def test_bad_values_are_rejected_naming_the_field(changes, message):

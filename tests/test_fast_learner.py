@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dqnbench.fast.gpu_check import random_batch
-from dqnbench.fast.learner import FoldedTarget, fast_optimize_step, use_foreach
+from dqnbench.fast.learner import FoldedTarget, compiled, fast_optimize_step, use_foreach
 from dqnbench.fast.parts import make_network
 from dqnbench.learner import make_target, optimize_step, sync_target
 from dqnbench.nets import DQN
@@ -27,8 +27,9 @@ def _pair(seed: int = 0):
     return reference, fast
 
 
+@pytest.mark.parametrize("compile_networks", [False, True], ids=["eager", "compiled"])
 @pytest.mark.parametrize("double_dqn", [False, True], ids=["dqn", "double_dqn"])
-def test_fast_step_equals_the_reference_step(double_dqn):
+def test_fast_step_equals_the_reference_step(double_dqn, compile_networks):
     reference, fast = _pair()
     reference_target, fast_target = make_target(reference), make_target(fast)
     reference_opt = torch.optim.RMSprop(reference.parameters(), lr=0.01)
@@ -38,7 +39,14 @@ def test_fast_step_equals_the_reference_step(double_dqn):
     compared = total = 0
     batch = random_batch(32, final_every=5)
     expected = optimize_step(reference, reference_target, reference_opt, batch, gamma=0.999, double_dqn=double_dqn)
-    got = fast_optimize_step(fast, FoldedTarget(fast_target), fast_opt, batch, gamma=0.999, double_dqn=double_dqn)
+    got = fast_optimize_step(
+        compiled(fast) if compile_networks else fast,
+        FoldedTarget(fast_target, compiled=compile_networks),
+        fast_opt,
+        batch,
+        gamma=0.999,
+        double_dqn=double_dqn,
+    )
     torch.testing.assert_close(got, expected, rtol=TOL, atol=TOL, msg=lambda m: f"loss: {m}")
     for (name, p_ref), p_fast in zip(reference.named_parameters(), fast.parameters(), strict=True):
         torch.testing.assert_close(p_fast.grad, p_ref.grad, rtol=TOL, atol=TOL, msg=lambda m, n=name: f"grad {n}: {m}")

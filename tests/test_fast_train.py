@@ -8,8 +8,9 @@ import torch
 import dqnbench.train
 from dqnbench.config import DQNConfig
 from dqnbench.fast import EXACT_PARTS, FAST_PARTS
+from dqnbench.learner import make_target
 from dqnbench.parts import training_parts
-from dqnbench.train import train
+from dqnbench.train import make_optimizer, train
 from support import assert_same_state
 
 # 40 steps, optimising from the fifth on: a few seconds per run.
@@ -48,3 +49,18 @@ def test_impl_fast_trains_with_the_fast_parts(tmp_path):
     assert [int(r["duration"]) for r in rows] == result.durations, "durations.csv differs from the result"
     assert result.total_steps == 40, f"{result.total_steps} steps, expected max_env_steps=40"
     assert all(r["mean_loss"] != "nan" for r in rows[1:]), f"no optimisation step ran: {rows}"
+
+
+@pytest.mark.parametrize("compile_networks", [False, True], ids=["eager", "compiled"])
+def test_compile_option_reaches_the_fast_step(compile_networks):
+    config = DQNConfig(**SMALL, impl="fast", compile=compile_networks)
+    policy = FAST_PARTS.make_network(40, 90, 2, 3)
+    target = make_target(policy)
+    step = FAST_PARTS.make_optimize(policy, target, make_optimizer(policy.parameters(), config), config)
+    runs_compiled = isinstance(step.args[0], torch._dynamo.eval_frame.OptimizedModule)
+    folded = step.args[1]
+    assert runs_compiled == compile_networks, f"compile={compile_networks}: policy step is {type(step.args[0])}"
+    folded(torch.rand(2, 3, 40, 90))  # builds the folded copy (no compilation happens for the eager case)
+    assert isinstance(folded._run, torch._dynamo.eval_frame.OptimizedModule) == compile_networks, (
+        f"compile={compile_networks}: folded target runs {type(folded._run)}"
+    )

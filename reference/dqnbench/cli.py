@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from dqnbench.allocator import pin_glibc_allocator
 from dqnbench.config import NAMED_CONFIGS, DQNConfig, config_from_dict, field_docs, load_config
 
 Command = Callable[[argparse.Namespace], int]
@@ -114,6 +115,8 @@ def _extra_commands() -> list[Callable[[Any], None]]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Training allocates and frees multi-MB batches every step; letting glibc unmap them made a step ~1.4x slower.
+    pin_glibc_allocator()
     try:
         return int(args.run(args))
     except (ValueError, FileExistsError, FileNotFoundError, RuntimeError, MemoryError) as error:

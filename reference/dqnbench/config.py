@@ -47,6 +47,10 @@ class DQNConfig:
     impl: Impl = "reference"
     """Which implementation trains: the tutorial-faithful `reference` or the optimised `fast` one."""
 
+    compile: bool = False
+    """Compile the fast implementation's networks with torch.compile (impl 'fast' only): about 0.75x the time
+    per optimisation step on CPU, after ~20 s of compilation per batch shape; needs a C++ compiler."""
+
     out: Path | None = None
     """Output folder for durations.csv, durations.png, checkpoint.pt and config.json; it must not hold a
     previous run (None: a new folder runs/train-<time>-seed<seed>)."""
@@ -145,6 +149,8 @@ class DQNConfig:
             )
         if self.memory_capacity < self.batch_size:
             problems.append(f"memory_capacity={self.memory_capacity} < batch_size={self.batch_size}")
+        if self.compile and self.impl != "fast":
+            problems.append(f"compile=True needs impl='fast' (got impl={self.impl!r}); the reference stays eager")
         if self.max_env_steps is not None and self.max_env_steps < 1:
             problems.append(f"max_env_steps must be >= 1 or None, got {self.max_env_steps}")
         if problems:

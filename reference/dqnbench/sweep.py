@@ -266,8 +266,10 @@ def run_seed(config: DQNConfig, threads: int) -> bool:
     """
     import torch
 
+    from dqnbench.allocator import pin_glibc_allocator
     from dqnbench.train import train
 
+    pin_glibc_allocator()  # a spawned process starts afresh: `dqnbench.cli.main` pinned only the parent
     torch.set_num_threads(threads)
     return train(config, progress=False).interrupted
 

@@ -1,20 +1,13 @@
 """Facts recorded with every benchmark run: the machine, the allocator, and per-benchmark process counters.
 
-glibc hands freed buffers above its mmap threshold (dynamic, from 128 KiB) back to the OS and trims the
-heap top above its trim threshold; the next batch-128 forward pass then page-faults its multi-MB
-activations back in. On a 2-core machine those faults tripled the timing (15.5 ms vs 5.6 ms). The suite
-pins both thresholds, through `MALLOC_MMAP_THRESHOLD_`/`MALLOC_TRIM_THRESHOLD_` in the environment when
-given (they must be set before the process starts) or else through `mallopt` as soon as pytest
-configures, and records which, so two runs are comparable only if their allocators were.
+The suite pins glibc's allocator thresholds as soon as pytest configures (`dqnbench.allocator`, which says
+why) and records how, so two runs are comparable only if their allocators were.
 """
 
 from __future__ import annotations
 
 import collections
-import ctypes
-import ctypes.util
 import os
-import platform
 import resource
 import types
 from dataclasses import dataclass
@@ -34,42 +27,10 @@ MALLOC_ENV_VARS = (
 )
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
-MMAP_THRESHOLD = 32 * 1024 * 1024
-"""glibc's largest accepted mmap threshold on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX); above any activation here."""
-TRIM_THRESHOLD = 1024 * 1024 * 1024
-"""Keep up to 1 GiB of freed heap instead of returning it to the OS after every large free."""
-
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-
-
 def allocator_env() -> dict[str, str]:
     """The allocator settings given in this process's environment (glibc's and PyTorch's CUDA allocator)."""
     names = (*MALLOC_ENV_VARS, "PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF")
     return {name: os.environ[name] for name in names if name in os.environ}
-
-
-def pin_glibc_allocator() -> dict[str, Any]:
-    """Fix glibc's mmap and trim thresholds for this process and say how.
-
-    Returns what the run records as `allocator.pinned`: the source ("environment", "mallopt", or why
-    nothing was pinned) and the thresholds in force.
-    """
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ and "MALLOC_TRIM_THRESHOLD_" in os.environ:
-        return {
-            "source": "environment",
-            "mmap_threshold": int(os.environ["MALLOC_MMAP_THRESHOLD_"]),
-            "trim_threshold": int(os.environ["MALLOC_TRIM_THRESHOLD_"]),
-        }
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return {"source": f"not pinned: {platform.system()} {platform.libc_ver()[0] or 'non-glibc'} libc"}
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    applied = (
-        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
-    )
-    if not applied:
-        return {"source": "not pinned: mallopt refused the thresholds"}
-    return {"source": "mallopt", "mmap_threshold": MMAP_THRESHOLD, "trim_threshold": TRIM_THRESHOLD}
 
 
 def gpu_names() -> list[str]:

@@ -13,7 +13,7 @@ reference's `collate` where needed, and its `optimize_step` receives a `Transiti
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -58,6 +58,9 @@ class BenchSubject:
     """(frame (H, W, 3) uint8, cart_x) -> (1, 3, 40, W) screen: crop and resize only."""
     make_target: Callable[[nn.Module], nn.Module] = make_target
     """(policy) -> frozen target network."""
+    benchmarks: frozenset[str] | None = None
+    """Benchmark functions this subject is timed in (None: all). A variant that changes some pieces of another
+    subject is timed only where those pieces run; elsewhere its figures would repeat the other's."""
 
     def require(self, *pieces: str) -> None:
         """Raise `MissingPiece` naming (as a `DQNAdapter` field) every requested piece left as None."""
@@ -176,6 +179,28 @@ def fast_subject() -> BenchSubject:
     from dqnbench.fast import ADAPTER, FAST_PARTS
 
     return BenchSubject.from_parts(FAST_PARTS, extract_screen=ADAPTER.extract_screen)
+
+
+def fast_compiled_subject() -> BenchSubject:
+    """The fast path with `compile=True` (`dqnbench train --impl fast --compile`): only its optimisation step
+    changes, so it is timed in the optimisation and training-step benchmarks. Its `first_call_ms` includes the
+    compilation; the timed rounds are the steady state.
+    """
+    fast = fast_subject()
+    make_optimize = fast.make_optimize
+    assert make_optimize is not None
+
+    def make_compiled_optimize(
+        policy: nn.Module, target: nn.Module, optimizer: torch.optim.Optimizer, config: DQNConfig
+    ) -> OptimizeFn:
+        return make_optimize(policy, target, optimizer, config.replace(impl="fast", compile=True))
+
+    return replace(
+        fast,
+        name="fast-compiled",
+        make_optimize=make_compiled_optimize,
+        benchmarks=frozenset({"test_optimize", "test_train_step"}),
+    )
 
 
 def user_subject(spec: str) -> BenchSubject:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from dqnbench.config import DQNConfig
-from dqnbench.fast.learner import FoldedTarget, fast_optimize_step, use_foreach
+from dqnbench.fast.learner import FoldedTarget, compiled, fast_optimize_step, use_foreach
 from dqnbench.fast.memory import ScreenMemory
 from dqnbench.fast.screen import get_screen, raster_screen
 from dqnbench.nets import DQN
@@ -23,12 +23,15 @@ def make_network(height: int, width: int, n_actions: int, in_channels: int = 3) 
 def make_optimize(
     policy: nn.Module, target: nn.Module, optimizer: torch.optim.Optimizer, config: DQNConfig
 ) -> OptimizeFn:
-    """`fast_optimize_step` bound to these networks and the config's options; switches the optimizer to foreach."""
+    """`fast_optimize_step` bound to these networks and the config's options; switches the optimizer to foreach.
+
+    With `config.compile`, the step runs the policy and the folded target through torch.compile.
+    """
     use_foreach(optimizer)
     return partial(
         fast_optimize_step,
-        policy,
-        FoldedTarget(target),
+        compiled(policy) if config.compile else policy,
+        FoldedTarget(target, compiled=config.compile),
         optimizer,
         gamma=config.gamma,
         grad_clip=config.grad_clip,
