@@ -2,10 +2,11 @@
 
 glibc returns freed buffers above its mmap threshold (dynamic, from 128 KiB) to the OS and trims the heap
 top above its trim threshold; the next batch's activations then page-fault back in. On a 2-core machine
-those faults tripled a batch-128 forward pass (15.5 ms vs 5.6 ms) and made a tuned training step 1.4x
-slower. The benchmarks pin both thresholds for their measurements, and every `dqnbench` command pins them
-for its run: through `MALLOC_MMAP_THRESHOLD_`/`MALLOC_TRIM_THRESHOLD_` in the environment when given (they
-must be set before the process starts), or else through `mallopt`.
+those faults tripled a batch-128 forward pass (15.5 ms vs 5.6 ms) and made a tuned training run 5-13%
+slower (its optimisation step up to 1.4x on a busy machine). The benchmarks pin both thresholds for their
+measurements, and every `dqnbench` command pins them for its run: through `MALLOC_MMAP_THRESHOLD_` and
+`MALLOC_TRIM_THRESHOLD_` in the environment when given (they must be set before the process starts), or
+else through `mallopt`.
 """
 
 from __future__ import annotations
