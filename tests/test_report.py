@@ -455,6 +455,28 @@ def test_implementation_prose_counts_faster_slower_and_noise(tmp_path: Path) -> 
     assert re.search(r"The largest difference is in push, where mine is [45]\.\d+ times slower", text), text
 
 
+def test_implementation_table_shows_each_first_call_apart_from_the_steady_state(tmp_path: Path) -> None:
+    document = bench_document([
+        ("optimize", "cpu", "reference", timings(36e-3, seed=1)),
+        ("optimize", "cpu", "fast-compiled", timings(30e-3, seed=2)),
+        ("forward", "cpu", "reference", timings(8e-3, seed=3)),
+        ("forward", "cpu", "fast-compiled", timings(7e-3, seed=4)),
+    ])  # fmt: skip
+    first_calls = {
+        ("optimize", "reference"): 67.0,
+        ("optimize", "fast-compiled"): 11040.0,
+        ("forward", "reference"): 20.0,
+    }
+    for benchmark in document["benchmarks"]:
+        key = (benchmark["name"].split("[")[0].removeprefix("test_"), benchmark["params"]["impl"])
+        if key in first_calls:
+            benchmark["extra_info"]["first_call_ms"] = first_calls[key]
+    sections = build_sections(load_inputs([write_json(tmp_path, "run.json", document)]), limits=Thresholds())
+    table = next(t for s in sections for t in s.tables if "First call" in t.header)
+    rows = {row[0]: row[-1] for row in table.rows}
+    assert rows == {"forward": "20.0 ms / not recorded", "optimize": "67.0 ms / 11.0 s"}, rows
+
+
 def test_history_prose_reports_regression_only_when_present(tmp_path: Path) -> None:
     def text_for(medians: list[float], folder: str, rel_spread: float = 0.05) -> str:
         paths = [

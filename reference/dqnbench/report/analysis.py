@@ -161,6 +161,8 @@ def implementation_comparison(benchmarks: pd.DataFrame) -> pd.DataFrame:
                     "median": row["median"],
                     "q1": row["q1"],
                     "q3": row["q3"],
+                    "baseline_first_call": base["first_call"],
+                    "first_call": row["first_call"],
                     **_ratio_columns(median_ratio(base, row)),
                 }
             )

@@ -25,7 +25,7 @@ TRAINING_COLUMNS = ("episode", "duration", "total_steps", "epsilon", "mean_loss"
 # fmt: off
 BENCHMARK_COLUMNS = (
     "source", "machine", "datetime", "commit", "version", "quick", "group", "name", "fullname", "operation",
-    "device", "impl", "median", "q1", "q3", "iqr", "mean", "stddev", "rounds", "data",
+    "device", "impl", "median", "q1", "q3", "iqr", "mean", "stddev", "rounds", "data", "first_call",
 )
 # fmt: on
 CONFORMANCE_COLUMNS = ("source", "implementation", "created", "torch", "check", "outcome", "message", "duration_s")
@@ -240,9 +240,16 @@ def benchmark_rows_from(path: Path, document: Mapping[str, Any]) -> list[dict[st
                 "stddev": float(stats.get("stddev", 0.0)),
                 "rounds": int(stats["rounds"]),
                 "data": np.asarray(raw, dtype=float) if isinstance(raw, list) and raw else None,
+                # The suite times the first call apart (lazy set-up, torch.compile's compilation): seconds or NaN.
+                "first_call": _first_call_s(extra),
             }
         )
     return rows
+
+
+def _first_call_s(extra: Mapping[str, Any]) -> float:
+    value = extra.get("first_call_ms")
+    return float(value) / 1e3 if isinstance(value, int | float) and not isinstance(value, bool) else float("nan")
 
 
 def conformance_rows_from(path: Path, document: Mapping[str, Any]) -> list[dict[str, Any]]:

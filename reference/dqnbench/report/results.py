@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -137,6 +138,10 @@ def method_sentence(methods: pd.Series) -> str:
 
 def spread(median: float, q1: float, q3: float) -> str:
     return f"{format_seconds(median)} [{format_seconds(q1)}–{format_seconds(q3)}]"
+
+
+def _optional_seconds(value: float) -> str:
+    return "not recorded" if math.isnan(value) else format_seconds(value)
 
 
 def _label(row: pd.Series, columns: Sequence[str], varying: Callable[[str], bool]) -> str:
@@ -291,8 +296,9 @@ def implementation_section(bench: pd.DataFrame, numbering: Numbering) -> Section
         Table(
             tab_no,
             "Each implementation against the baseline: medians [interquartile range] and the ratio "
-            "baseline median / implementation median (above 1: faster than the baseline).",
-            ["Operation", "Baseline", "Implementation", "Ratio (95% CI)", "Verdict"],
+            "baseline median / implementation median (above 1: faster than the baseline). First call: the "
+            "untimed first call of each (lazy set-up and any torch.compile compilation), baseline / implementation.",
+            ["Operation", "Baseline", "Implementation", "Ratio (95% CI)", "Verdict", "First call"],
             [
                 [
                     label,
@@ -300,6 +306,7 @@ def implementation_section(bench: pd.DataFrame, numbering: Numbering) -> Section
                     f"{r.impl}: {spread(r.median, r.q1, r.q3)}",
                     f"{_number(r.ratio)} ({_number(r.low)}–{_number(r.high)})",
                     verdict(_as_ratio(r)),
+                    f"{_optional_seconds(r.baseline_first_call)} / {_optional_seconds(r.first_call)}",
                 ]
                 for label, r in zip(labels, table.itertuples(), strict=True)
             ],
