@@ -61,6 +61,6 @@ def test_compile_option_reaches_the_fast_step(compile_networks):
     folded = step.args[1]
     assert runs_compiled == compile_networks, f"compile={compile_networks}: policy step is {type(step.args[0])}"
     folded(torch.rand(2, 3, 40, 90))  # builds the folded copy (no compilation happens for the eager case)
-    assert isinstance(folded._run, torch._dynamo.eval_frame.OptimizedModule) == compile_networks, (
-        f"compile={compile_networks}: folded target runs {type(folded._run)}"
+    assert isinstance(folded.folded, torch._dynamo.eval_frame.OptimizedModule) == compile_networks, (
+        f"compile={compile_networks}: folded target runs {type(folded.folded)}"
     )

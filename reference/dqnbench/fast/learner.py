@@ -52,7 +52,7 @@ class FoldedTarget(nn.Module):
         self._versions: list[int] = []
         self._compiled = compiled
         self.folded: nn.Module = nn.Identity()
-        self._run: nn.Module = self.folded
+        """The folded copy the forward pass runs (through torch.compile when `compiled`)."""
 
     def _current(self) -> list[int]:
         target = self._target[0]
@@ -61,11 +61,11 @@ class FoldedTarget(nn.Module):
     def forward(self, states: Tensor) -> Tensor:
         versions = self._current()
         if versions != self._versions:
-            self.folded = _fold_batchnorm(self._target[0]).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-            self._run = compiled(self.folded) if self._compiled else self.folded
+            folded = _fold_batchnorm(self._target[0]).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            self.folded = compiled(folded) if self._compiled else folded
             self._versions = versions
         with torch.inference_mode():
-            return self._run(states.contiguous(memory_format=torch.channels_last))
+            return self.folded(states.contiguous(memory_format=torch.channels_last))
 
 
 def compiled(net: nn.Module) -> nn.Module:
