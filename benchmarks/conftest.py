@@ -27,6 +27,7 @@ from dqnbench.bench.subjects import (
     BenchSubject,
     MissingPiece,
     fast_compiled_subject,
+    fast_graphed_subject,
     fast_subject,
     user_subject,
 )
@@ -90,7 +91,12 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
 def _subjects(config: pytest.Config) -> dict[str, BenchSubject | str]:
     """Implementations by test id: a subject, or why it cannot be benchmarked (its cases skip with that)."""
     subjects: dict[str, BenchSubject | str] = {REFERENCE_SUBJECT.name: REFERENCE_SUBJECT}
-    for name, make in (("fast", fast_subject), ("fast-compiled", fast_compiled_subject)):
+    variants = (
+        ("fast", fast_subject),
+        ("fast-compiled", fast_compiled_subject),
+        ("fast-graphed", fast_graphed_subject),
+    )
+    for name, make in variants:
         try:
             subjects[name] = make()
         except ImportError as error:
@@ -139,6 +145,15 @@ def subject(request: pytest.FixtureRequest) -> BenchSubject:
     if isinstance(found, str):
         pytest.skip(found)
     return found
+
+
+@pytest.fixture(autouse=True)
+def _subject_runs_on_device(request: pytest.FixtureRequest) -> None:
+    """Skip the cases of a subject on a device it does not run on (CUDA graphs on CPU)."""
+    if {"subject", "device"} <= set(request.fixturenames):
+        subject, device = request.getfixturevalue("subject"), request.getfixturevalue("device")
+        if subject.devices is not None and device.type not in subject.devices:
+            pytest.skip(f"{subject.name} runs on {', '.join(sorted(subject.devices))} only")
 
 
 @pytest.fixture(scope="session")

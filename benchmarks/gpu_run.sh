@@ -25,7 +25,10 @@ if ! "$python" -c "import gymnasium" 2>/dev/null; then
     "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
-"$python" -c "import dqnbench" 2>/dev/null || export PYTHONPATH=$PWD/reference${PYTHONPATH:+:$PYTHONPATH}
+if ! "$python" -c "import dqnbench" 2>/dev/null; then
+    # Not installed, so pytest finds no entry point for the conformance plugin (--dqn-impl): load it by name.
+    export PYTHONPATH=$PWD/reference${PYTHONPATH:+:$PYTHONPATH} PYTEST_ADDOPTS="-p dqnbench.conformance.plugin ${PYTEST_ADDOPTS:-}"
+fi
 
 # The allocator thresholds must be in the environment before Python starts (see dqnbench.bench.facts).
 export MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824

@@ -20,3 +20,37 @@ def assert_same_state(expected: Mapping[str, Tensor], got: Mapping[str, Tensor],
 
 def changed_entries(before: Mapping[str, Tensor], after: Mapping[str, Tensor]) -> list[str]:
     return [name for name, value in before.items() if not torch.equal(value, after[name])]
+
+
+STEP_TOLERANCE = 1e-5
+GRADIENT_NOISE = 1e-4
+"""RMSprop's first step moves every parameter by about lr / sqrt(1 - alpha) = 0.1 in the direction of its
+gradient, whatever the gradient's size. Gradients that are zero up to float rounding (a conv bias followed by
+BatchNorm, which cancels it) therefore get a +-0.1 step whose sign is rounding noise, in any implementation.
+Updates are compared where the expected gradient is above this."""
+
+
+def assert_same_step(call: str, expected: nn.Module, got: nn.Module, expected_loss: Tensor, got_loss: Tensor) -> int:
+    """After one optimisation step on each network: loss, gradients, buffers and (where the gradient is clearly
+    not noise) parameters equal within `STEP_TOLERANCE`. Returns how many parameter entries were compared."""
+    tol = STEP_TOLERANCE
+    torch.testing.assert_close(got_loss, expected_loss, rtol=tol, atol=tol, msg=lambda m: f"{call}: loss: {m}")
+    compared = 0
+    for (name, p_expected), p_got in zip(expected.named_parameters(), got.parameters(), strict=True):
+        torch.testing.assert_close(
+            p_got.grad, p_expected.grad, rtol=tol, atol=tol, msg=lambda m, n=name: f"{call}: grad {n}: {m}"
+        )
+        clear = p_expected.grad.abs() > GRADIENT_NOISE
+        torch.testing.assert_close(
+            p_got.detach()[clear],
+            p_expected.detach()[clear],
+            rtol=tol,
+            atol=tol,
+            msg=lambda m, n=name: f"{call}: {n} after the step, where |grad| > {GRADIENT_NOISE:g}: {m}",
+        )
+        compared += int(clear.sum())
+    for (name, b_expected), b_got in zip(expected.named_buffers(), got.buffers(), strict=True):
+        torch.testing.assert_close(
+            b_got, b_expected, rtol=tol, atol=tol, msg=lambda m, n=name: f"{call}: buffer {n}: {m}"
+        )
+    return compared

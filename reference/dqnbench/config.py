@@ -52,6 +52,11 @@ class DQNConfig:
     reference's time per optimisation step on CPU here (eager fast: 0.85-1.05x), after ~11 s of compilation
     (cold cache) per batch shape; needs a C++ compiler."""
 
+    cuda_graph: bool = False
+    """Replay the fast implementation's optimisation step as one CUDA graph (impl 'fast' on CUDA only; not with
+    compile): the step of this small network is launch-bound on a GPU, and a graph issues its ~150 kernels
+    in one call. Captured at the first batch; the learning rate is fixed from then on."""
+
     out: Path | None = None
     """Output folder for durations.csv, durations.png, checkpoint.pt and config.json; it must not hold a
     previous run (None: a new folder runs/train-<time>-seed<seed>)."""
@@ -152,6 +157,11 @@ class DQNConfig:
             problems.append(f"memory_capacity={self.memory_capacity} < batch_size={self.batch_size}")
         if self.compile and self.impl != "fast":
             problems.append(f"compile=True needs impl='fast' (got impl={self.impl!r}); the reference stays eager")
+        if self.cuda_graph and (self.impl != "fast" or self.compile or self.device == "cpu"):
+            problems.append(
+                f"cuda_graph=True needs impl='fast', compile=False and a CUDA device (got impl={self.impl!r}, "
+                f"compile={self.compile}, device={self.device!r}); drop cuda_graph to train without it"
+            )
         if self.max_env_steps is not None and self.max_env_steps < 1:
             problems.append(f"max_env_steps must be >= 1 or None, got {self.max_env_steps}")
         if problems:

@@ -61,6 +61,8 @@ class BenchSubject:
     benchmarks: frozenset[str] | None = None
     """Benchmark functions this subject is timed in (None: all). A variant that changes some pieces of another
     subject is timed only where those pieces run; elsewhere its figures would repeat the other's."""
+    devices: frozenset[str] | None = None
+    """Device types this subject runs on (None: all); its cases on other devices skip, saying so."""
 
     def require(self, *pieces: str) -> None:
         """Raise `MissingPiece` naming (as a `DQNAdapter` field) every requested piece left as None."""
@@ -181,26 +183,40 @@ def fast_subject() -> BenchSubject:
     return BenchSubject.from_parts(FAST_PARTS, extract_screen=ADAPTER.extract_screen)
 
 
-def fast_compiled_subject() -> BenchSubject:
-    """The fast path with `compile=True` (`dqnbench train --impl fast --compile`): only its optimisation step
-    changes, so it is timed in the optimisation and training-step benchmarks. Its `first_call_ms` includes the
-    compilation; the timed rounds are the steady state.
-    """
+def _fast_step_variant(name: str, devices: frozenset[str] | None = None, **options: Any) -> BenchSubject:
+    """The fast path with config `options` for its optimisation step, the only piece they change: timed in the
+    optimisation and training-step benchmarks alone."""
     fast = fast_subject()
     make_optimize = fast.make_optimize
     assert make_optimize is not None
 
-    def make_compiled_optimize(
+    def make_variant_optimize(
         policy: nn.Module, target: nn.Module, optimizer: torch.optim.Optimizer, config: DQNConfig
     ) -> OptimizeFn:
-        return make_optimize(policy, target, optimizer, config.replace(impl="fast", compile=True))
+        return make_optimize(policy, target, optimizer, config.replace(impl="fast", **options))
 
     return replace(
         fast,
-        name="fast-compiled",
-        make_optimize=make_compiled_optimize,
+        name=name,
+        make_optimize=make_variant_optimize,
         benchmarks=frozenset({"test_optimize", "test_train_step"}),
+        devices=devices,
     )
+
+
+def fast_compiled_subject() -> BenchSubject:
+    """The fast path with `compile=True` (`dqnbench train --impl fast --compile`). Its `first_call_ms` includes
+    the compilation; the timed rounds are the steady state.
+    """
+    return _fast_step_variant("fast-compiled", compile=True)
+
+
+def fast_graphed_subject() -> BenchSubject:
+    """The fast path with `cuda_graph=True` (`dqnbench train --impl fast --cuda-graph`), on CUDA only: its
+    optimisation step replayed as one CUDA graph. Its `first_call_ms` includes the capture (three eager warm-up
+    steps and the recording).
+    """
+    return _fast_step_variant("fast-graphed", frozenset({"cuda"}), device="cuda", cuda_graph=True)
 
 
 def user_subject(spec: str) -> BenchSubject:

@@ -4,8 +4,10 @@
     python -m dqnbench.fast.gpu_check --device cpu --seconds 5 --optimize-steps 5
 
 Prints one line per figure and a final JSON line:
-- optimize step, batch 128 (--batch-size): median ms of the reference step and of the fast step (device-synchronised);
-- vectorised training: env steps/s and optimisation steps/s of `VectorTrainer` with --envs environments;
+- optimize step, batch 128 (--batch-size): median ms of the reference step, the fast step and (CUDA) the fast
+  step as a CUDA graph (device-synchronised);
+- vectorised training: env steps/s and optimisation steps/s of `VectorTrainer` with --envs environments
+  (on CUDA also with its optimisation step as a CUDA graph);
 - render-free screens: screens/s of `CartPoleRaster` drawing 1024 states at once (--raster-states).
 """
 
@@ -20,6 +22,7 @@ from collections.abc import Callable
 import torch
 
 from dqnbench.config import SEED_CONFIG
+from dqnbench.fast.graphs import GraphedStep
 from dqnbench.fast.learner import FoldedTarget, fast_optimize_step, use_foreach
 from dqnbench.fast.parts import make_network
 from dqnbench.fast.raster import CartPoleRaster
@@ -67,7 +70,7 @@ def optimize_step_ms(device: torch.device, repeats: int, batch_size: int = 128) 
     fast_opt = torch.optim.RMSprop(fast.parameters(), lr=0.01)
     use_foreach(fast_opt)
     batch = random_batch(batch_size).to(device)
-    return {
+    timings = {
         "optimize_ms_reference": _median_ms(
             lambda: optimize_step(reference, ref_target, ref_opt, batch, gamma=0.999), repeats, device
         ),
@@ -75,12 +78,27 @@ def optimize_step_ms(device: torch.device, repeats: int, batch_size: int = 128) 
             lambda: fast_optimize_step(fast, folded, fast_opt, batch, gamma=0.999), repeats, device
         ),
     }
+    if device.type == "cuda":
+        graphed = make_network(40, 90, 2).to(device)
+        graphed.load_state_dict(reference.state_dict())
+        graphed_opt = torch.optim.RMSprop(graphed.parameters(), lr=0.01)
+        step = GraphedStep(graphed, FoldedTarget(make_target(graphed)), graphed_opt, gamma=0.999)
+        timings["optimize_ms_graphed"] = _median_ms(lambda: step(batch), repeats, device)
+    return timings
 
 
 def training_rate(
-    device: torch.device, envs: int, seconds: float, batch_size: int = 128, capacity: int = 100_000
+    device: torch.device,
+    envs: int,
+    seconds: float,
+    batch_size: int = 128,
+    capacity: int = 100_000,
+    *,
+    cuda_graph: bool = False,
 ) -> dict[str, float]:
-    config = SEED_CONFIG.replace(memory_capacity=capacity, batch_size=batch_size, learning_starts=batch_size)
+    config = SEED_CONFIG.replace(
+        impl="fast", memory_capacity=capacity, batch_size=batch_size, learning_starts=batch_size, cuda_graph=cuda_graph
+    )
     trainer = VectorTrainer(config, envs=envs, device=device)
     trainer.run(max(batch_size // envs, 1) + 2)  # fill one batch and warm up
     _sync(device)
@@ -120,17 +138,21 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     result: dict[str, object] = {"device": name, "torch": torch.__version__}
     result |= optimize_step_ms(device, args.optimize_steps, args.batch_size)
+    graphed = f", as a CUDA graph {result['optimize_ms_graphed']:.3f} ms" if "optimize_ms_graphed" in result else ""
     print(
         f"optimize step, batch 128: reference {result['optimize_ms_reference']:.3f} ms, "
-        f"fast {result['optimize_ms_fast']:.3f} ms ({name})",
+        f"fast {result['optimize_ms_fast']:.3f} ms{graphed} ({name})",
         flush=True,
     )
-    result |= training_rate(device, args.envs, args.seconds, args.batch_size, args.capacity)
-    print(
-        f"vectorised training, {args.envs} envs: {result['env_steps_per_s']:.0f} env steps/s, "
-        f"{result['optimize_steps_per_s']:.0f} optimisation steps/s",
-        flush=True,
-    )
+    for cuda_graph in (False, True) if device.type == "cuda" else (False,):
+        rate = training_rate(device, args.envs, args.seconds, args.batch_size, args.capacity, cuda_graph=cuda_graph)
+        suffix = "_graphed" if cuda_graph else ""
+        result |= {f"{key}{suffix}": value for key, value in rate.items() if key != "envs"} | {"envs": args.envs}
+        print(
+            f"vectorised training, {args.envs} envs{' (CUDA graph)' if cuda_graph else ''}: "
+            f"{rate['env_steps_per_s']:.0f} env steps/s, {rate['optimize_steps_per_s']:.0f} optimisation steps/s",
+            flush=True,
+        )
     result["raster_screens_per_s"] = raster_rate(device, args.raster_states)
     print(
         f"render-free screens: {result['raster_screens_per_s']:.0f} screens/s ({args.raster_states} at once)",

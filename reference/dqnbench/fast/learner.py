@@ -39,11 +39,12 @@ def _fold_batchnorm(net: nn.Module) -> nn.Module:
 
 
 class FoldedTarget(nn.Module):
-    """The target network with its BatchNorm folded in; the folded copy is rebuilt when the target changes.
+    """The target network with its BatchNorm folded in; the folded copy follows the target when it changes.
 
     It stands in for the target wherever only its outputs are needed (`next_state_values`). The target
     itself is held outside the module tree, so this wrapper never owns, moves or trains it. With `compiled`,
-    each rebuilt copy runs through torch.compile; copies share their code, so only the first one compiles.
+    the folded copy runs through torch.compile. The copy is built once and later refolds are copied into its
+    tensors in place, so a compiled copy never recompiles and a CUDA graph that reads it sees every sync.
     """
 
     def __init__(self, target: nn.Module, *, compiled: bool = False) -> None:
@@ -58,12 +59,22 @@ class FoldedTarget(nn.Module):
         target = self._target[0]
         return [t._version for t in (*target.parameters(), *target.buffers())]
 
-    def forward(self, states: Tensor) -> Tensor:
+    def refresh(self) -> None:
+        """Refold the target if any of its parameters or buffers changed since the last fold."""
         versions = self._current()
-        if versions != self._versions:
-            folded = _fold_batchnorm(self._target[0]).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        if versions == self._versions:
+            return
+        folded = _fold_batchnorm(self._target[0]).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        if self._versions:
+            with torch.no_grad():
+                for mine, new in zip(self.folded.state_dict().values(), folded.state_dict().values(), strict=True):
+                    mine.copy_(new)
+        else:
             self.folded = compiled(folded) if self._compiled else folded
-            self._versions = versions
+        self._versions = versions
+
+    def forward(self, states: Tensor) -> Tensor:
+        self.refresh()
         with torch.inference_mode():
             return self.folded(states.contiguous(memory_format=torch.channels_last))
 

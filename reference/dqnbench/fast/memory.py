@@ -17,10 +17,10 @@ import random
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from dqnbench.fast.threads import single_threaded
-from dqnbench.learner import Batch
+from dqnbench.learner import Batch, bellman_targets
 
 
 class _Ring:
@@ -122,6 +122,25 @@ def _states(screens: Tensor, stack: bool) -> Tensor:
 
 
 @dataclass(frozen=True)
+class DenseBatch:
+    """A minibatch with a next state in every row, so no shape depends on the data (no device sync)."""
+
+    states: Tensor
+    actions: Tensor
+    rewards: Tensor
+    continues: Tensor
+    """(B,) bool: bootstrap from this row's next state."""
+    next_states: Tensor
+    """(B, C, H, W); rows that do not continue are ignored."""
+
+    def targets(self, target: nn.Module, gamma: float) -> Tensor:
+        """r + gamma * max_a Q_target(s', a) where the row continues, r where it is final."""
+        with torch.no_grad():
+            values = target(self.next_states).max(dim=1).values
+        return bellman_targets(self.rewards, values, self.continues, gamma)
+
+
+@dataclass(frozen=True)
 class ScreenBatch:
     """A sampled batch kept as uint8 screens; `materialize` makes the float `Batch` where the learner runs.
 
@@ -144,14 +163,22 @@ class ScreenBatch:
         )
         return ScreenBatch(screens, actions, rewards, mask, self.stack)
 
-    def materialize(self) -> Batch:
+    def _float_states(self) -> tuple[Tensor, Tensor]:
+        """Each transition's state and next state (also for final transitions), as float."""
         screens = self.screens.to(torch.float32).div_(255)  # float32(u) / 255, as ToTensor converts it
         if self.stack:
-            states, following = _states(screens[:, :-1], True), _states(screens[:, 1:], True)
-        else:
-            # Both differences in one operation: each state's and its next state's.
-            differences = screens[:, 1:] - screens[:, :-1]
-            states, following = differences[:, 0], differences[:, 1]
+            return _states(screens[:, :-1], True), _states(screens[:, 1:], True)
+        # Both differences in one operation: each state's and its next state's.
+        differences = screens[:, 1:] - screens[:, :-1]
+        return differences[:, 0], differences[:, 1]
+
+    def dense(self) -> DenseBatch:
+        """The batch with a next state in every row: unlike `materialize`, nothing waits for the device."""
+        states, following = self._float_states()
+        return DenseBatch(states, self.actions, self.rewards, self.non_final_mask, following)
+
+    def materialize(self) -> Batch:
+        states, following = self._float_states()
         return Batch(
             states=states,
             actions=self.actions,

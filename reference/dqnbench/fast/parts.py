@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from dqnbench.config import DQNConfig
+from dqnbench.fast.graphs import GraphedStep
 from dqnbench.fast.learner import FoldedTarget, compiled, fast_optimize_step, use_foreach
 from dqnbench.fast.memory import ScreenMemory
 from dqnbench.fast.screen import get_screen, raster_screen
@@ -25,9 +26,19 @@ def make_optimize(
 ) -> OptimizeFn:
     """`fast_optimize_step` bound to these networks and the config's options; switches the optimizer to foreach.
 
-    With `config.compile`, the step runs the policy and the folded target through torch.compile.
+    With `config.compile`, the step runs the policy and the folded target through torch.compile; with
+    `config.cuda_graph`, it is replayed as one CUDA graph (`dqnbench.fast.graphs`).
     """
     use_foreach(optimizer)
+    if config.cuda_graph:
+        return GraphedStep(
+            policy,
+            FoldedTarget(target),
+            optimizer,
+            gamma=config.gamma,
+            grad_clip=config.grad_clip,
+            double_dqn=config.double_dqn,
+        )
     return partial(
         fast_optimize_step,
         compiled(policy) if config.compile else policy,

@@ -20,10 +20,12 @@ import torch
 from torch import Tensor, nn
 
 from dqnbench.config import DQNConfig
+from dqnbench.fast.graphs import GraphedStep
 from dqnbench.fast.learner import FoldedTarget, td_update, use_foreach
+from dqnbench.fast.memory import DenseBatch
 from dqnbench.fast.parts import make_network
 from dqnbench.fast.raster import CartPoleRaster
-from dqnbench.learner import bellman_targets, make_target, sync_target
+from dqnbench.learner import make_target, sync_target
 from dqnbench.policy import epsilon
 
 GRAVITY, CART_MASS, POLE_MASS, HALF_LENGTH, FORCE, TAU = 9.8, 1.0, 0.1, 0.5, 10.0, 0.02
@@ -106,28 +108,11 @@ class VectorReplay:
         )
 
 
-@dataclass(frozen=True)
-class DenseBatch:
-    """A minibatch with a next state in every row, so no shape depends on the data (no device sync)."""
-
-    states: Tensor
-    actions: Tensor
-    rewards: Tensor
-    continues: Tensor
-    """(B,) bool: bootstrap from this row's next state."""
-    next_states: Tensor
-    """(B, C, H, W); rows that do not continue are ignored."""
-
-    def targets(self, target: nn.Module, gamma: float) -> Tensor:
-        """r + gamma * max_a Q_target(s', a) where the row continues, r where it is final."""
-        with torch.no_grad():
-            values = target(self.next_states).max(dim=1).values
-        return bellman_targets(self.rewards, values, self.continues, gamma)
-
-
 @dataclass
 class VectorTrainer:
-    """Trains the seed's DQN on `envs` CartPoles stepping together; `run(steps)` does that many vector steps."""
+    """Trains the seed's DQN on `envs` CartPoles stepping together; `run(steps)` does that many vector steps.
+
+    With `config.cuda_graph`, each optimisation step is a CUDA graph replay (`dqnbench.fast.graphs`)."""
 
     config: DQNConfig
     envs: int = 16
@@ -143,6 +128,13 @@ class VectorTrainer:
         self.folded = FoldedTarget(self.target)
         self.optimizer = torch.optim.RMSprop(self.policy.parameters(), lr=self.config.learning_rate)
         use_foreach(self.optimizer)
+        self.graphed = (
+            GraphedStep(
+                self.policy, self.folded, self.optimizer, gamma=self.config.gamma, grad_clip=self.config.grad_clip
+            )
+            if self.config.cuda_graph
+            else None
+        )
         self.memory = VectorReplay(
             max(self.config.memory_capacity, self.config.batch_size), (3, height, width), self.device, self.config.seed
         )
@@ -187,8 +179,13 @@ class VectorTrainer:
         loss = None
         if self.memory.size >= max(self.config.learning_starts, self.config.batch_size):
             batch = self.memory.sample(self.config.batch_size)
-            targets = batch.targets(self.folded, self.config.gamma)
-            loss = td_update(self.policy, self.optimizer, batch.states, batch.actions, targets, self.config.grad_clip)
+            if self.graphed is None:
+                targets = batch.targets(self.folded, self.config.gamma)
+                loss = td_update(
+                    self.policy, self.optimizer, batch.states, batch.actions, targets, self.config.grad_clip
+                )
+            else:
+                loss = self.graphed.dense(batch)
             self.optimize_steps += 1
             if self.optimize_steps % (self.config.target_update_steps or TARGET_SYNC_STEPS) == 0:
                 sync_target(self.policy, self.target)
