@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -73,10 +74,12 @@ def runs(tiny: Path) -> dict[str, Path]:
     return paths
 
 
-def _cli(module: str, *args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+def _cli(
+    module: str, *args: str | Path, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", f"dqnbench.bench.{module}", *map(str, args)],
-        cwd=cwd, capture_output=True, text=True, timeout=120,
+        cwd=cwd, capture_output=True, text=True, timeout=120, env=None if env is None else {**os.environ, **env},
     )  # fmt: skip
 
 
@@ -267,6 +270,41 @@ def test_bad_thresholds_file_is_refused_naming_it(tmp_path: Path, content: str, 
     with pytest.raises(BenchFileError, match=message) as raised:
         load_thresholds(path)
     assert str(path) in str(raised.value)
+
+
+def _variant(run: Path, path: Path, *, node: str | None = None, rename: bool = False) -> Path:
+    """A copy of `run` made a day later, optionally from another host or with every benchmark renamed."""
+    data = json.loads(run.read_text())
+    data["datetime"] = (datetime.fromisoformat(data["datetime"]) + timedelta(days=1)).isoformat()
+    if node is not None:
+        data["machine_info"]["node"] = node
+    for bench in data["benchmarks"] if rename else ():
+        bench["fullname"] += "-renamed"
+        bench["name"] += "-renamed"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_compare_takes_the_newest_run_of_this_machine_by_default(runs: dict[str, Path], tmp_path: Path) -> None:
+    store_dir = tmp_path / "history"
+    elsewhere = _variant(runs["slowed"], tmp_path / "elsewhere.json", node="a-gpu-machine")
+    stored = _cli("history", "store", runs["baseline"], runs["unchanged"], elsewhere, "--dir", store_dir, cwd=tmp_path)
+    assert stored.returncode == 0, stored.stderr
+    here = load_run(runs["baseline"]).machine_id
+    result = _cli("compare", "--dir", store_dir, cwd=tmp_path, env={"DQNBENCH_MACHINE_ID": here})
+    current = next(line for line in result.stdout.splitlines() if line.startswith("current:"))
+    assert f"/{here}/" in current, f"compared {current!r}, not this machine's ({here}) newest run:\n{result.stdout}"
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    unknown = _cli("compare", "--dir", store_dir, cwd=tmp_path, env={"DQNBENCH_MACHINE_ID": "never-stored"})
+    assert "note: no stored run of this machine (never-stored)" in unknown.stdout, unknown.stdout
+
+
+def test_runs_without_a_common_benchmark_are_refused(runs: dict[str, Path], tmp_path: Path) -> None:
+    renamed = _variant(runs["unchanged"], tmp_path / "renamed.json", rename=True)
+    result = _cli("compare", "--current", renamed, "--baseline", runs["baseline"], cwd=tmp_path)
+    assert result.returncode == 2, f"exit {result.returncode}: {result.stdout}"
+    assert "have no benchmark in common" in result.stderr and "--baseline" in result.stderr, result.stderr
 
 
 def test_compare_table_lists_new_and_gone_benchmarks(runs: dict[str, Path], tmp_path: Path) -> None:

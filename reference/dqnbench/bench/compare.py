@@ -1,4 +1,4 @@
-"""The regression gate: compare the newest stored run with a baseline, benchmark by benchmark.
+"""The regression gate: compare the newest stored run (of this machine) with a baseline, benchmark by benchmark.
 
     python -m dqnbench.bench.compare [--dir reports/history] [--machine ID]
                                      [--current newest|FILE] [--baseline previous|NAME|FILE]
@@ -15,7 +15,7 @@ A benchmark counts as **slower** (a regression: exit status 1) only when both ho
 reported as `noise`; anything else as `same`. Benchmarks present in only one run are listed as `new` or
 `gone` and never fail the gate. Runs from different machines are refused (exit status 2, naming both
 machines) unless `--allow-cross-machine` is given. Bad input files exit with status 2 and a message
-naming the file.
+naming the file; so do two runs with no benchmark in common.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from dqnbench.bench.facts import this_machine_id
 from dqnbench.bench.history import DEFAULT_DIR, BenchFileError, Run, load_run, machine_runs, newest_run
 
 DEFAULT_THRESHOLD = 0.10
@@ -221,6 +222,17 @@ def resolve_baseline(choice: str, current: Run, directory: Path) -> Run:
     return load_run(matches[0])
 
 
+def _machine(args: argparse.Namespace) -> str | None:
+    """The machine whose newest run is compared: `--machine`, else this one when it has stored runs."""
+    if args.machine:
+        return str(args.machine)
+    here = this_machine_id()
+    if machine_runs(args.dir, here):
+        return here
+    print(f"note: no stored run of this machine ({here}) in {args.dir}; taking the newest run of any machine")
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m dqnbench.bench.compare",
@@ -228,7 +240,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"history store (default: {DEFAULT_DIR})")
-    parser.add_argument("--machine", help="take the newest run of this machine id (default: newest of any)")
+    parser.add_argument(
+        "--machine",
+        help="take the newest run of this machine id (default: the machine running this command, when the store "
+        "holds runs of it; else the newest run of any machine)",
+    )
     parser.add_argument("--current", default="newest", help="`newest` stored run (default) or a JSON file")
     parser.add_argument(
         "--baseline",
@@ -253,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         thresholds_file = args.thresholds or (DEFAULT_THRESHOLDS_FILE if DEFAULT_THRESHOLDS_FILE.is_file() else None)
         thresholds = load_thresholds(thresholds_file) if thresholds_file else Thresholds()
-        current = load_run(newest_run(args.dir, args.machine) if args.current == "newest" else args.current)
+        current = load_run(newest_run(args.dir, _machine(args)) if args.current == "newest" else args.current)
         baseline = resolve_baseline(args.baseline, current, args.dir)
         if baseline.machine_id != current.machine_id and not args.allow_cross_machine:
             raise CompareError(
@@ -269,6 +285,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     rows = compare_runs(baseline, current, thresholds)
+    compared = [row for row in rows if row.verdict not in (Verdict.NEW, Verdict.GONE)]
+    if not compared:
+        print(
+            f"error: baseline {baseline.path} and current {current.path} have no benchmark in common (e.g. one ran "
+            "on CPU and the other on CUDA), so nothing was compared; name a baseline of the same benchmarks with "
+            "--baseline NAME|FILE",
+            file=sys.stderr,
+        )
+        return 2
     for label, run in (("baseline", baseline), ("current", current)):
         print(f"{label + ':':9} {run.path} ({run.machine_id}, commit {run.commit}, {run.time:%Y-%m-%d %H:%M} UTC)")
     for difference in context_differences(baseline, current):
@@ -278,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if slower:
         print(f"\nREGRESSION: {len(slower)} benchmark(s) slower beyond threshold and spread: {', '.join(slower)}")
         return 1
-    print(f"\nno regression ({len(rows)} benchmarks compared)")
+    print(f"\nno regression ({len(compared)} benchmarks compared)")
     return 0
 
 

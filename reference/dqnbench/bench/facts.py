@@ -51,6 +51,15 @@ def update_machine_info(machine_info: dict[str, Any], pinned: dict[str, Any], *,
 MACHINE_ID_ENV = "DQNBENCH_MACHINE_ID"
 
 
+def this_machine_id() -> str:
+    """The history store's id of the machine running this process: the id a benchmark run here records."""
+    from pytest_benchmark.plugin import pytest_benchmark_generate_machine_info
+
+    machine_info = pytest_benchmark_generate_machine_info()
+    machine_info["dqnbench"] = {"gpus": gpu_names()}
+    return os.environ.get(MACHINE_ID_ENV) or machine_id_from_info(machine_info)
+
+
 def machine_facts(pinned: dict[str, Any], *, mode: str) -> dict[str, Any]:
     """Versions, GPUs, threads, allocator settings and load: what a timing depends on besides the code."""
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
