@@ -128,14 +128,27 @@ def _times(subject: BenchSubject | str, test: str) -> bool:
     return isinstance(subject, str) or subject.benchmarks is None or test in subject.benchmarks
 
 
+def cpu_time_timer(config: pytest.Config) -> str | None:
+    """The `--benchmark-timer` when it counts this process's CPU time (time.process_time, thread_time)."""
+    timer = str(config.getoption("benchmark_timer", default=""))
+    return timer if timer.rsplit(".", 1)[-1].removesuffix("_ns") in ("process_time", "thread_time") else None
+
+
 @pytest.fixture(scope="session")
 def device(request: pytest.FixtureRequest) -> torch.device:
     name: str = request.param
-    if name == "cuda" and not torch.cuda.is_available():
+    reason = None
+    if name == "cuda" and (timer := cpu_time_timer(request.config)):
+        # Waiting for the GPU is not CPU time: such a timing would leave out the work being measured.
+        reason = f"--benchmark-timer={timer} counts CPU time only, not the GPU's"
+        hint = "time CUDA with the default wall-clock timer, and the CPU-time timer with --device=cpu"
+    elif name == "cuda" and not torch.cuda.is_available():
         reason = f"CUDA is not available (torch {torch.__version__}, torch.version.cuda={torch.version.cuda})"
+        hint = "pass --device=cuda on a GPU machine"
+    if reason is not None:
         if cuda_required(request.config):
-            pytest.fail(f"{reason}, but CUDA was requested (--device or {REQUIRE_CUDA_ENV}=1)", pytrace=False)
-        pytest.skip(f"{reason}; pass --device=cuda on a GPU machine")
+            pytest.fail(f"{reason}, but CUDA was requested (--device or {REQUIRE_CUDA_ENV}=1); {hint}", pytrace=False)
+        pytest.skip(f"{reason}; {hint}")
     return torch.device(name)
 
 

@@ -307,6 +307,17 @@ def test_runs_without_a_common_benchmark_are_refused(runs: dict[str, Path], tmp_
     assert "have no benchmark in common" in result.stderr and "--baseline" in result.stderr, result.stderr
 
 
+def test_runs_timed_with_different_timers_are_refused(runs: dict[str, Path], tmp_path: Path) -> None:
+    data = json.loads(runs["unchanged"].read_text())
+    for bench in data["benchmarks"]:
+        bench["options"]["timer"] = "time.process_time"
+    cpu_time = tmp_path / "cpu-time.json"
+    cpu_time.write_text(json.dumps(data))
+    result = _cli("compare", "--current", cpu_time, "--baseline", runs["baseline"], cwd=tmp_path)
+    assert result.returncode == 2, f"exit {result.returncode}: {result.stdout}"
+    assert "time.process_time" in result.stderr and "--benchmark-timer" in result.stderr, result.stderr
+
+
 def test_compare_table_lists_new_and_gone_benchmarks(runs: dict[str, Path], tmp_path: Path) -> None:
     data = json.loads(runs["baseline"].read_text())
     renamed = copy.deepcopy(data)

@@ -78,3 +78,25 @@ def test_the_compiled_fast_path_is_timed_only_where_compilation_changes_somethin
         "<Function test_optimize[cpu-fast-compiled]>",
         "<Function test_train_step[cpu-fast-compiled]>",
     ], "\n".join(result.stdout.lines)
+
+
+@pytest.mark.parametrize("request_cuda", [False, True], ids=["default-devices", "cuda-requested"])
+def test_a_cpu_time_timer_never_times_cuda(pytester: pytest.Pytester, request_cuda: bool) -> None:
+    args = ["--benchmark-timer=time.process_time", "-k", "forward and reference and not b128"]
+    result = _bench(pytester, *args, *(["--device=cpu,cuda"] if request_cuda else []))
+    assert result.ret == (pytest.ExitCode.TESTS_FAILED if request_cuda else pytest.ExitCode.OK), result.stdout.str()
+    result.stdout.fnmatch_lines_random([
+        "*test_forward[[]cpu-reference-b1[]] PASSED*",
+        f"*test_forward[[]cuda-reference-b1[]] {'ERROR' if request_cuda else 'SKIPPED'}*",
+        "*--benchmark-timer=time.process_time counts CPU time only, not the GPU's*",
+    ])  # fmt: skip
+
+
+def test_the_cuda_graph_variant_skips_on_the_cpu_saying_why(pytester: pytest.Pytester) -> None:
+    result = _bench(pytester, "--device=cpu", "-k", "optimize")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines_random([
+        "*test_optimize[[]cpu-fast[]] PASSED*",
+        "*test_optimize[[]cpu-fast-graphed[]] SKIPPED*",
+        "*fast-graphed runs on cuda only*",
+    ])  # fmt: skip

@@ -192,6 +192,11 @@ def context_differences(baseline: Run, current: Run) -> list[str]:
     return [f"{key}: {base.get(key)!r} -> {cur.get(key)!r}" for key in CONTEXT_KEYS if base.get(key) != cur.get(key)]
 
 
+def _timers(run: Run) -> list[str]:
+    """The timers (pytest-benchmark's `options.timer`) a run's benchmarks were measured with."""
+    return sorted({str(bench.get("options", {}).get("timer", "perf_counter")) for bench in run.data["benchmarks"]})
+
+
 class CompareError(Exception):
     """The comparison cannot be made as asked; the message says why and what to pass instead."""
 
@@ -276,6 +281,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"baseline {baseline.path} comes from machine {baseline.machine_id!r} and current {current.path} "
                 f"from machine {current.machine_id!r}: timings from different machines are not comparable; pass "
                 "--allow-cross-machine to compare them anyway"
+            )
+        timers = {label: _timers(run) for label, run in (("baseline", baseline), ("current", current))}
+        if timers["baseline"] != timers["current"]:
+            raise CompareError(
+                f"baseline {baseline.path} was timed with {', '.join(timers['baseline'])} and current "
+                f"{current.path} with {', '.join(timers['current'])}: wall-clock and CPU-time medians are not "
+                "comparable; rerun one of them with the other's --benchmark-timer"
             )
         for run in (baseline, current):
             if run.quick:

@@ -140,7 +140,7 @@ class GraphedStep:
             if isinstance(entry.get("step"), Tensor):
                 entry["step"] = entry["step"].to(device, torch.float32)
         self.policy, self.target, self.optimizer = policy, target, optimizer
-        self.options = {"gamma": gamma, "grad_clip": grad_clip, "double_dqn": double_dqn}
+        self.gamma, self.grad_clip, self.double_dqn = gamma, grad_clip, double_dqn
         self.step: StaticStep | None = None
         self.graph: torch.cuda.CUDAGraph | None = None
         self.loss: Tensor | None = None
@@ -169,7 +169,9 @@ class GraphedStep:
                 self.optimizer,
                 batch_size=batch_size,
                 state_shape=(channels, height, width),
-                **self.options,  # type: ignore[arg-type]
+                gamma=self.gamma,
+                grad_clip=self.grad_clip,
+                double_dqn=self.double_dqn,
             )
         return self.step
 
