@@ -34,8 +34,9 @@ def _twins(device: str = "cpu") -> tuple[nn.Module, nn.Module]:
     return first, second
 
 
-def _optimizer(net: nn.Module) -> torch.optim.Optimizer:
-    optimizer = torch.optim.RMSprop(net.parameters(), lr=0.01)
+def _optimizer(net: nn.Module, kind: str = "rmsprop") -> torch.optim.Optimizer:
+    params = net.parameters()
+    optimizer = torch.optim.RMSprop(params, lr=0.01) if kind == "rmsprop" else torch.optim.Adam(params, lr=1e-4)
     use_foreach(optimizer)
     return optimizer
 
@@ -52,11 +53,17 @@ def _static_step(net: nn.Module, *, double_dqn: bool = False) -> StaticStep:
     )
 
 
+def _all_continuing(batch: Batch) -> Batch:
+    """`batch` with no final transition (K = B: every row of the next-state buffer is used)."""
+    mask = torch.ones_like(batch.non_final_mask)
+    return Batch(batch.states, batch.actions, batch.rewards, mask, torch.rand_like(batch.states) - 0.5)
+
+
 @pytest.mark.parametrize("double_dqn", [False, True], ids=["dqn", "double_dqn"])
-@pytest.mark.parametrize("final_every", [1, 3, 1000], ids=["all-final", "some-final", "none-final"])
+@pytest.mark.parametrize("final_every", [1, 3, 0], ids=["all-final", "some-final", "none-final"])
 def test_static_step_equals_the_fast_step(double_dqn, final_every):
     eager, static = _twins()
-    batch = random_batch(16, final_every=final_every)
+    batch = random_batch(16, final_every=final_every) if final_every else _all_continuing(random_batch(16))
     expected = fast_optimize_step(
         eager, FoldedTarget(make_target(eager)), _optimizer(eager), batch, gamma=0.999, double_dqn=double_dqn
     )
@@ -99,6 +106,23 @@ def test_graphed_step_refuses_a_cpu_policy():
         GraphedStep(net, FoldedTarget(make_target(net)), _optimizer(net), gamma=0.999)
 
 
+def test_graphed_step_refuses_optimizers_whose_warm_up_it_cannot_undo():
+    net, other = _twins()
+    with pytest.raises(ValueError, match="GraphedStep: optimizer NAdam is not supported; use one of RMSprop, Adam"):
+        GraphedStep(net, FoldedTarget(make_target(net)), torch.optim.NAdam(net.parameters()), gamma=0.999)
+    both = torch.optim.RMSprop([*net.parameters(), *other.parameters()])
+    with pytest.raises(ValueError, match="the optimizer updates parameters outside the policy"):
+        GraphedStep(net, FoldedTarget(make_target(net)), both, gamma=0.999)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where CUDA is absent")
+def test_training_with_cuda_graphs_is_refused_without_cuda_before_writing_anything(tmp_path):
+    config = DQNConfig(impl="fast", cuda_graph=True, episodes=1).replace(out=tmp_path / "run")
+    with pytest.raises(RuntimeError, match="--cuda-graph needs CUDA, and this run would train on cpu"):
+        train(config, progress=False)
+    assert not (tmp_path / "run").exists(), "a refused run left its output folder behind"
+
+
 @pytest.mark.parametrize(
     ("changes", "named"),
     [
@@ -130,18 +154,21 @@ def test_cuda_graph_option_selects_the_graphed_step():
 
 
 def _in_lockstep(source: nn.Module, source_opt, dest: nn.Module, dest_opt) -> None:
-    """Copy one network's parameters, buffers and optimizer state into the other's tensors, in place (a graph
-    keeps reading the same memory), so that rounding noise from one step does not carry into the next."""
+    """Copy one network's parameters, buffers and optimizer averages into the other's tensors, in place (a graph
+    keeps reading the same memory), so that rounding noise from one step does not carry into the next. The
+    step counts are left alone: each side must count its own (Adam's bias correction depends on them)."""
     with torch.no_grad():
         for mine, theirs in zip(dest.state_dict().values(), source.state_dict().values(), strict=True):
             mine.copy_(theirs)
         for p_dest, p_source in zip(dest.parameters(), source.parameters(), strict=True):
             for key, value in dest_opt.state[p_dest].items():
-                value.copy_(source_opt.state[p_source][key])
+                if key != "step":
+                    value.copy_(source_opt.state[p_source][key])
 
 
 def _batches(device: str) -> list[Batch]:
-    return [random_batch(32, final_every=every, seed=seed).to(device) for seed, every in enumerate((5, 1, 1000, 3, 7))]
+    batches = [random_batch(32, final_every=every, seed=seed) for seed, every in enumerate((5, 1, 3, 7))]
+    return [batch.to(device) for batch in (*batches[:2], _all_continuing(random_batch(32, seed=9)), *batches[2:])]
 
 
 def _screen_batches(device: str) -> list[ScreenBatch]:
@@ -152,10 +179,10 @@ def _screen_batches(device: str) -> list[ScreenBatch]:
             screens=torch.randint(0, 256, (32, 3, 3, 40, 90), dtype=torch.uint8, generator=g),
             actions=torch.randint(0, 2, (32, 1), generator=g),
             rewards=torch.ones(32),
-            non_final_mask=torch.arange(32) % every != 0,
+            non_final_mask=torch.arange(32) % every != 0 if every else torch.ones(32, dtype=torch.bool),
             stack=False,
         ).to(device)
-        for every in (5, 1, 1000, 3, 7)
+        for every in (5, 1, 0, 3, 7)
     ]
 
 
@@ -171,15 +198,16 @@ def full_float32():
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.deterministic = saved
 
 
+@pytest.mark.parametrize("optimizer", ["rmsprop", "adam"])
 @pytest.mark.parametrize("memory", ["seed-layout", "screen-memory"])
 @pytest.mark.parametrize("double_dqn", [False, True], ids=["dqn", "double_dqn"])
 @pytest.mark.cuda
 @needs_cuda
 @pytest.mark.usefixtures("full_float32")
-def test_graphed_step_equals_the_fast_step_on_cuda(double_dqn, memory):
+def test_graphed_step_equals_the_fast_step_on_cuda(double_dqn, memory, optimizer):
     eager, graphed = _twins("cuda")
     eager_target, graphed_target = make_target(eager), make_target(graphed)
-    eager_opt, graphed_opt = _optimizer(eager), _optimizer(graphed)
+    eager_opt, graphed_opt = _optimizer(eager, optimizer), _optimizer(graphed, optimizer)
     eager_folded = FoldedTarget(eager_target)
     step = GraphedStep(graphed, FoldedTarget(graphed_target), graphed_opt, gamma=0.999, double_dqn=double_dqn)
     for i, batch in enumerate(_batches("cuda") if memory == "seed-layout" else _screen_batches("cuda")):
@@ -191,6 +219,25 @@ def test_graphed_step_equals_the_fast_step_on_cuda(double_dqn, memory):
         assert_same_step(f"GraphedStep call {i + 1}", eager, graphed, expected, got)
         _in_lockstep(eager, eager_opt, graphed, graphed_opt)
     assert step.graph is not None, "the step never captured a graph"
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_graphed_step_refuses_to_replay_a_changed_learning_rate_or_mode():
+    net, _ = _twins("cuda")
+    optimizer = _optimizer(net)
+    step = GraphedStep(net, FoldedTarget(make_target(net)), optimizer, gamma=0.999)
+    batch = random_batch(32).to("cuda")
+    step(batch)
+    optimizer.param_groups[0]["lr"] = 0.001
+    with pytest.raises(
+        ValueError, match=r"GraphedStep: \(learning rates, policy.training\) changed from \(\[0.01\], True\)"
+    ):
+        step(batch)
+    optimizer.param_groups[0]["lr"] = 0.01
+    net.eval()
+    with pytest.raises(ValueError, match=r"changed from \(\[0.01\], True\) to \(\[0.01\], False\)"):
+        step(batch)
 
 
 @pytest.mark.cuda

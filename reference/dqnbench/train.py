@@ -189,6 +189,11 @@ def train(config: DQNConfig, *, progress: bool = True) -> TrainResult:
     # Fail on a bad device, implementation or env before creating `out`: a half-started folder would make
     # the corrected re-run with the same --out refuse to start.
     device = resolve_device(config.device)
+    if config.cuda_graph and device.type != "cuda":
+        raise RuntimeError(
+            f"--cuda-graph needs CUDA, and this run would train on {device} (torch.cuda.is_available() is "
+            f"{torch.cuda.is_available()}); drop --cuda-graph, or run on a GPU machine"
+        )
     parts = training_parts(config.impl)
     env = make_env(config.env_id)
     torch.manual_seed(config.seed)

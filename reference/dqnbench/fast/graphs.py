@@ -13,7 +13,8 @@ states only for the K transitions that continue, K varying per batch (`Batch.non
   and `torch.where` on the mask drops the values of final transitions, as the seed's zero fill does;
 - the optimiser runs with `capturable=True`, which keeps its step count on the device.
 
-The result equals `fast_optimize_step` within 1e-5 (`tests/test_fast_graphs.py`, CUDA).
+The result equals `fast_optimize_step` within 1e-5 with TF32 off (`tests/test_fast_graphs.py`, CUDA; with
+TF32, cuDNN's rounding differs between the two steps' target passes, which evaluate different batch shapes).
 """
 
 from __future__ import annotations
@@ -95,9 +96,10 @@ class StaticStep:
             q_next = self.target(self.next_states)
             if self.double_dqn:
                 # Choosing the action must not move the policy's BatchNorm statistics.
+                was_training = self.policy.training
                 self.policy.eval()
                 choice = self.policy(self.next_states).argmax(dim=1, keepdim=True)
-                self.policy.train()
+                self.policy.train(was_training)
                 best = q_next.gather(1, choice).squeeze(1)
             else:
                 best = q_next.max(dim=1).values
@@ -108,12 +110,17 @@ class StaticStep:
         return td_update(self.policy, self.optimizer, self.states, self.actions, targets, self.grad_clip)
 
 
+ZERO_INITIALISED_OPTIMIZERS = (torch.optim.RMSprop, torch.optim.Adam, torch.optim.AdamW)
+"""Optimizers whose state is all zeros before their first step (step count, averages, momentum)."""
+
+
 class GraphedStep:
     """`fast_optimize_step` as a CUDA graph: captured at the first batch, replayed for every later one.
 
-    The batch size and screen shape of the first batch are fixed from then on. The optimizer's learning rate
-    is captured as a constant. The target may change between calls (`sync_target`): its folded copy is
-    refreshed in place before each replay.
+    The batch size and screen shape of the first batch are fixed from then on, and so are the optimizer's
+    learning rates and the policy's train/eval mode: a later call that finds them changed raises instead of
+    replaying the old ones. The target may change between calls (`sync_target`): its folded copy is refreshed
+    in place before each replay.
     """
 
     def __init__(
@@ -126,6 +133,18 @@ class GraphedStep:
         grad_clip: float = 1.0,
         double_dqn: bool = False,
     ) -> None:
+        if type(optimizer) not in ZERO_INITIALISED_OPTIMIZERS:
+            names = ", ".join(kind.__name__ for kind in ZERO_INITIALISED_OPTIMIZERS)
+            raise ValueError(
+                f"GraphedStep: optimizer {type(optimizer).__name__} is not supported; use one of {names} (their "
+                "state starts at zero, which is how the warm-up before capture is undone), or fast_optimize_step"
+            )
+        owned = {id(param) for param in policy.parameters()}
+        if any(id(param) not in owned for group in optimizer.param_groups for param in group["params"]):
+            raise ValueError(
+                "GraphedStep: the optimizer updates parameters outside the policy, which the warm-up before "
+                "capture would train without undoing; give it the policy's parameters only"
+            )
         device = next(policy.parameters()).device
         if device.type != "cuda":
             raise ValueError(
@@ -144,6 +163,8 @@ class GraphedStep:
         self.step: StaticStep | None = None
         self.graph: torch.cuda.CUDAGraph | None = None
         self.loss: Tensor | None = None
+        self.captured_with: tuple[list[float], bool] | None = None
+        """The learning rates and the policy's training flag the graph was recorded with."""
 
     def __call__(self, batch: ReplayBatch) -> Tensor:
         if isinstance(batch, ScreenBatch):
@@ -160,7 +181,12 @@ class GraphedStep:
         step.load_dense(batch)
         return self._replay()
 
+    def _settings(self) -> tuple[list[float], bool]:
+        return [float(group["lr"]) for group in self.optimizer.param_groups], self.policy.training
+
     def _prepared(self, batch_size: int, state_shape: tuple[int, ...]) -> StaticStep:
+        if len(state_shape) != 3:
+            raise ValueError(f"GraphedStep: states of shape {state_shape} per transition; expected (C, H, W)")
         if self.step is None:
             channels, height, width = state_shape
             self.step = StaticStep(
@@ -178,13 +204,19 @@ class GraphedStep:
     def _replay(self) -> Tensor:
         assert self.step is not None
         self.target.refresh()
-        if self.graph is None:
-            self._capture(self.step)
-        assert self.graph is not None and self.loss is not None
+        if self.graph is None or self.loss is None:
+            self.graph, self.loss = self._capture(self.step)
+            self.captured_with = self._settings()
+        elif self._settings() != self.captured_with:
+            raise ValueError(
+                f"GraphedStep: (learning rates, policy.training) changed from {self.captured_with} to "
+                f"{self._settings()} since the graph was captured, which would replay the old ones; "
+                "make a new GraphedStep after changing them"
+            )
         self.graph.replay()
         return self.loss.clone()
 
-    def _capture(self, step: StaticStep) -> None:
+    def _capture(self, step: StaticStep) -> tuple[torch.cuda.CUDAGraph, Tensor]:
         saved = _snapshot(self.policy, self.optimizer)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -193,9 +225,10 @@ class GraphedStep:
                 step()
         torch.cuda.current_stream().wait_stream(side)
         _restore(saved, self.policy, self.optimizer)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.loss = step()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            loss = step()
+        return graph, loss
 
 
 Snapshot = tuple[list[Tensor], dict[int, dict[str, Tensor]]]
