@@ -91,6 +91,10 @@ class DQNConfig:
     learning_rate: float = 0.01
     """Optimiser learning rate (0.01 is RMSprop's default, which the seed used)."""
 
+    learning_rate_final: float | None = None
+    """Anneal the learning rate linearly from learning_rate to this value over max_env_steps, which must be set
+    (None: constant learning_rate)."""
+
     grad_clip: float = 1.0
     """Gradients are clamped element-wise to [-grad_clip, grad_clip] before the step."""
 
@@ -141,6 +145,17 @@ class DQNConfig:
             problems.append(f"grad_clip must be > 0, got {self.grad_clip}")
         if self.learning_rate <= 0:
             problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.learning_rate_final is not None:
+            if self.learning_rate_final < 0:
+                problems.append(
+                    f"learning_rate_final must be >= 0 or None, got {self.learning_rate_final}; pass a value in "
+                    "[0, learning_rate] to anneal, or None for a constant learning rate"
+                )
+            if self.max_env_steps is None:
+                problems.append(
+                    f"learning_rate_final={self.learning_rate_final} needs max_env_steps, the horizon it anneals "
+                    "over; set max_env_steps, or learning_rate_final=None for a constant learning rate"
+                )
         if self.target_update_episodes < 0 or self.target_update_steps < 0:
             problems.append("target_update_episodes and target_update_steps must be >= 0")
         if self.target_update_episodes == 0 and self.target_update_steps == 0:

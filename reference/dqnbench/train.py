@@ -42,6 +42,22 @@ def make_optimizer(params: object, config: DQNConfig) -> torch.optim.Optimizer:
     return torch.optim.RMSprop(params, lr=config.learning_rate)  # type: ignore[arg-type]
 
 
+def learning_rate_at(step: int, config: DQNConfig) -> float:
+    """The learning rate at environment step `step`: `learning_rate` when `learning_rate_final` is None, else
+    the linear interpolation from `learning_rate` (step 0) to `learning_rate_final` (step `max_env_steps`),
+    held at `learning_rate_final` afterwards."""
+    if config.learning_rate_final is None or config.max_env_steps is None:
+        return config.learning_rate
+    fraction = min(max(step / config.max_env_steps, 0.0), 1.0)
+    return config.learning_rate + fraction * (config.learning_rate_final - config.learning_rate)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every parameter group's learning rate (what a torch LR scheduler would do, without its state)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
 class StateBuilder:
     """Turns successive screens into network inputs: the seed's difference, or a stack of the last k."""
 
@@ -230,6 +246,8 @@ def train(config: DQNConfig, *, progress: bool = True) -> TrainResult:
                 result.total_steps += 1
 
                 if len(memory) >= config.learning_starts and result.total_steps % config.train_every == 0:
+                    if config.learning_rate_final is not None:  # None: the optimiser keeps its constant rate
+                        set_learning_rate(optimizer, learning_rate_at(result.total_steps, config))
                     episode_losses.append(optimize(memory.sample_batch(config.batch_size)))
                 if config.target_update_steps and result.total_steps % config.target_update_steps == 0:
                     sync_target(policy_net, target_net)
