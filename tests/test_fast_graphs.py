@@ -138,6 +138,11 @@ def test_cuda_graph_option_is_refused_where_it_cannot_run(changes, named):
         DQNConfig(cuda_graph=True, **changes)
 
 
+def test_cuda_graph_option_is_refused_with_a_learning_rate_schedule():
+    with pytest.raises(ValueError, match="cuda_graph=True captures the learning rate as a constant"):
+        DQNConfig(impl="fast", cuda_graph=True, learning_rate_final=1e-5, max_env_steps=1000)
+
+
 def test_cuda_graph_option_selects_the_graphed_step():
     if torch.cuda.is_available():
         policy = make_network(40, 90, 2).to("cuda")

@@ -172,6 +172,11 @@ class DQNConfig:
             problems.append(f"memory_capacity={self.memory_capacity} < batch_size={self.batch_size}")
         if self.compile and self.impl != "fast":
             problems.append(f"compile=True needs impl='fast' (got impl={self.impl!r}); the reference stays eager")
+        if self.cuda_graph and self.learning_rate_final is not None:
+            problems.append(
+                "cuda_graph=True captures the learning rate as a constant, so it cannot follow "
+                f"learning_rate_final={self.learning_rate_final}; drop one of them"
+            )
         if self.cuda_graph and (self.impl != "fast" or self.compile or self.device == "cpu"):
             problems.append(
                 f"cuda_graph=True needs impl='fast', compile=False and a CUDA device (got impl={self.impl!r}, "
