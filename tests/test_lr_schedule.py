@@ -12,9 +12,16 @@ SMALL = {"batch_size": 4, "learning_starts": 4, "memory_capacity": 200, "device"
 
 
 def test_without_a_final_rate_the_rate_is_constant():
+    constant = TUNED_CONFIG.replace(learning_rate_final=None)
     for step in (0, 1, 75_000, 150_000, 10**9):
-        assert learning_rate_at(step, TUNED_CONFIG) == TUNED_CONFIG.learning_rate
+        assert learning_rate_at(step, constant) == constant.learning_rate
         assert learning_rate_at(step, SEED_CONFIG) == SEED_CONFIG.learning_rate
+
+
+def test_the_tuned_configuration_anneals_to_its_final_rate():
+    assert learning_rate_at(0, TUNED_CONFIG) == TUNED_CONFIG.learning_rate
+    end = learning_rate_at(TUNED_CONFIG.max_env_steps or 0, TUNED_CONFIG)
+    assert end == pytest.approx(TUNED_CONFIG.learning_rate_final, rel=1e-12), f"rate at the end {end}"
 
 
 def test_the_rate_falls_linearly_from_start_to_final():
