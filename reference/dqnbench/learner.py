@@ -72,28 +72,35 @@ def bellman_targets(rewards: Tensor, next_state_values: Tensor, non_final_mask: 
     return rewards + gamma * torch.where(non_final_mask, next_state_values, torch.zeros_like(next_state_values))
 
 
+def best_next_values(target_net: nn.Module, next_states: Tensor, policy_net: nn.Module | None = None) -> Tensor:
+    """max_a Q_target(s', a) per row of `next_states`, without building a graph.
+
+    With `policy_net` given, Double DQN: the policy network picks the action, the target evaluates it.
+    """
+    with torch.no_grad():
+        q_next = target_net(next_states)
+        if policy_net is None:
+            return q_next.max(dim=1).values
+        was_training = policy_net.training
+        policy_net.eval()  # choosing an action must not move the policy's BatchNorm statistics
+        try:
+            choice = policy_net(next_states).argmax(dim=1, keepdim=True)
+        finally:
+            policy_net.train(was_training)
+        return q_next.gather(1, choice).squeeze(1)
+
+
 def next_state_values(
     target_net: nn.Module, batch: Batch, policy_net: nn.Module | None = None
 ) -> Tensor:
     """max_a Q_target(s', a) per transition (0 for final ones), without building a graph.
 
-    With `policy_net` given, Double DQN: the policy network picks the action, the target evaluates it.
+    With `policy_net` given, Double DQN (`best_next_values`).
     """
     values = torch.zeros(batch.rewards.shape[0], device=batch.rewards.device, dtype=batch.rewards.dtype)
     if batch.non_final_next_states.shape[0] == 0:
         return values
-    with torch.no_grad():
-        q_next = target_net(batch.non_final_next_states)
-        if policy_net is None:
-            best = q_next.max(dim=1).values
-        else:
-            was_training = policy_net.training
-            policy_net.eval()  # choosing an action must not move the policy's BatchNorm statistics
-            try:
-                choice = policy_net(batch.non_final_next_states).argmax(dim=1, keepdim=True)
-            finally:
-                policy_net.train(was_training)
-            best = q_next.gather(1, choice).squeeze(1)
+    best = best_next_values(target_net, batch.non_final_next_states, policy_net)
     values[batch.non_final_mask] = best.to(values.dtype)
     return values
 

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from dqnbench.fast.learner import FoldedTarget, td_update, use_foreach
 from dqnbench.fast.memory import DenseBatch, ScreenBatch
-from dqnbench.learner import Batch, ReplayBatch, bellman_targets
+from dqnbench.learner import Batch, ReplayBatch, bellman_targets, best_next_values
 
 WARMUP_STEPS = 3
 """Eager steps on a side stream before capture, so that lazy initialisation (cuBLAS/cuDNN handles, the
@@ -92,17 +92,7 @@ class StaticStep:
         torch.arange(self.rows.shape[0], out=self.rows)
 
     def _next_state_values(self) -> Tensor:
-        with torch.no_grad():
-            q_next = self.target(self.next_states)
-            if self.double_dqn:
-                # Choosing the action must not move the policy's BatchNorm statistics.
-                was_training = self.policy.training
-                self.policy.eval()
-                choice = self.policy(self.next_states).argmax(dim=1, keepdim=True)
-                self.policy.train(was_training)
-                best = q_next.gather(1, choice).squeeze(1)
-            else:
-                best = q_next.max(dim=1).values
+        best = best_next_values(self.target, self.next_states, self.policy if self.double_dqn else None)
         return best[self.rows]
 
     def __call__(self) -> Tensor:

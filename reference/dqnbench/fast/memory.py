@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from dqnbench.fast.threads import single_threaded
-from dqnbench.learner import Batch, bellman_targets
+from dqnbench.learner import Batch, bellman_targets, best_next_values
 
 
 class _Ring:
@@ -135,9 +135,7 @@ class DenseBatch:
 
     def targets(self, target: nn.Module, gamma: float) -> Tensor:
         """r + gamma * max_a Q_target(s', a) where the row continues, r where it is final."""
-        with torch.no_grad():
-            values = target(self.next_states).max(dim=1).values
-        return bellman_targets(self.rewards, values, self.continues, gamma)
+        return bellman_targets(self.rewards, best_next_values(target, self.next_states), self.continues, gamma)
 
 
 @dataclass(frozen=True)
