@@ -8,6 +8,7 @@ rerun, and every bad input must be refused with the file named.
 from __future__ import annotations
 
 import copy
+import gzip
 import json
 import os
 import subprocess
@@ -20,6 +21,7 @@ import pytest
 from dqnbench.bench import compare, history, stability
 from dqnbench.bench.compare import Thresholds, Verdict, judge, load_thresholds
 from dqnbench.bench.history import BenchFileError, load_run
+from dqnbench.report.load import ReportInputError, load_inputs
 
 TINY_BENCHMARK = """
 import os
@@ -144,7 +146,7 @@ def test_store_keeps_every_run_and_never_overwrites(runs: dict[str, Path], tmp_p
     assert first.new
     assert not again.new
     assert again.path == first.path
-    original = first.path.read_text()
+    original = history.read_result_text(first.path)
 
     # Same run time and commit, different content: stored beside, never over, the first.
     altered = tmp_path / "altered.json"
@@ -154,7 +156,7 @@ def test_store_keeps_every_run_and_never_overwrites(runs: dict[str, Path], tmp_p
     second = history.store(altered, store_dir)
     assert second.new
     assert second.path != first.path
-    assert first.path.read_text() == original
+    assert history.read_result_text(first.path) == original
     machine = load_run(runs["baseline"]).machine_id
     assert history.machine_runs(store_dir, machine) == [first.path, second.path]
     assert history.newest_run(store_dir) == second.path
@@ -163,10 +165,81 @@ def test_store_keeps_every_run_and_never_overwrites(runs: dict[str, Path], tmp_p
 def test_stored_file_is_the_run_itself_with_machine_and_commit(runs: dict[str, Path], tmp_path: Path) -> None:
     stored = history.store(runs["baseline"], tmp_path)
     run = load_run(runs["baseline"])
-    assert stored.path.read_text() == runs["baseline"].read_text()
+    assert gzip.decompress(stored.path.read_bytes()) == runs["baseline"].read_bytes()
     assert stored.path.parent.name == run.machine_id
-    assert stored.path.name.endswith(f"-{run.commit}.json")
+    assert stored.path.name.endswith(f"-{run.commit}.json.gz")
     assert stored.path.name.startswith(f"{run.time:%Y%m%dT%H%M%S}")
+    assert stored.path.stat().st_size < runs["baseline"].stat().st_size / 2
+
+
+def _plain_store(runs: dict[str, Path], store_dir: Path) -> list[Path]:
+    """A store as earlier versions wrote it: each run's JSON copied uncompressed under its run name."""
+    plain = []
+    for name in ("baseline", "unchanged"):
+        run = load_run(runs[name])
+        target = store_dir / run.machine_id / f"{run.run_name()}.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(runs[name].read_bytes())
+        plain.append(target)
+    return plain
+
+
+def test_runs_stored_uncompressed_are_read_and_packed_without_loss(runs: dict[str, Path], tmp_path: Path) -> None:
+    store_dir = tmp_path / "history"
+    plain = _plain_store(runs, store_dir)
+    machine = plain[0].parent.name
+    assert history.machine_runs(store_dir, machine) == plain
+    # A plain run and a gzipped one of a later run sort and compare together.
+    newer = history.store(runs["slowed"], store_dir)
+    assert history.machine_runs(store_dir, machine) == [*plain, newer.path]
+    assert history.store(runs["baseline"], store_dir) == history.Stored(plain[0], new=False)
+    mixed = _cli("compare", "--dir", store_dir, "--machine", machine, cwd=tmp_path)
+    assert mixed.returncode == 1 and "test_work" in mixed.stdout, mixed.stdout + mixed.stderr
+
+    packed = _cli("history", "pack", "--dir", store_dir, cwd=tmp_path)
+    assert packed.returncode == 0, packed.stderr
+    assert packed.stdout.count("packed: ") == 2, packed.stdout
+    runs_now = history.machine_runs(store_dir, machine)
+    assert [path.name for path in runs_now] == [f"{history.run_name(path)}.json.gz" for path in [*plain, newer.path]]
+    for original, path in zip(("baseline", "unchanged"), runs_now, strict=False):
+        assert gzip.decompress(path.read_bytes()) == runs[original].read_bytes()
+    assert not any(path.exists() for path in plain)
+    again = _cli("history", "pack", "--dir", store_dir, cwd=tmp_path)
+    assert again.returncode == 0 and "nothing to pack" in again.stdout, again.stdout
+
+
+def test_pack_keeps_both_files_when_a_packed_copy_differs(runs: dict[str, Path], tmp_path: Path) -> None:
+    store_dir = tmp_path / "history"
+    plain = _plain_store(runs, store_dir)[0]
+    clash = plain.with_name(f"{history.run_name(plain)}.json.gz")
+    clash.write_bytes(gzip.compress(runs["slowed"].read_bytes()))
+    result = _cli("history", "pack", "--dir", store_dir, cwd=tmp_path)
+    assert result.returncode == 1
+    assert str(plain) in result.stderr and "both are kept" in result.stderr, result.stderr
+    assert plain.read_bytes() == runs["baseline"].read_bytes()
+    assert gzip.decompress(clash.read_bytes()) == runs["slowed"].read_bytes()
+
+
+def test_a_damaged_gzipped_run_is_refused_naming_it(runs: dict[str, Path], tmp_path: Path) -> None:
+    stored = history.store(runs["baseline"], tmp_path / "history")
+    content = stored.path.read_bytes()
+    stored.path.write_bytes(content[: len(content) // 2])
+    with pytest.raises(BenchFileError, match="is not complete gzip data") as raised:
+        load_run(stored.path)
+    assert str(stored.path) in str(raised.value)
+    with pytest.raises(ReportInputError, match="is not complete gzip data"):
+        load_inputs([tmp_path / "history"])
+
+
+def test_the_report_reads_a_gzipped_store(runs: dict[str, Path], tmp_path: Path) -> None:
+    history.store(runs["baseline"], tmp_path / "history")
+    history.store(runs["slowed"], tmp_path / "history")
+    inputs = load_inputs([tmp_path / "history"])
+    assert len(inputs.files) == 2 and all(path.name.endswith(".json.gz") for path in inputs.files)
+    work = inputs.benchmarks[inputs.benchmarks["name"] == "test_work"].sort_values("datetime")
+    assert list(work["median"]) == [
+        load_run(runs[name]).benchmarks["test_tiny.py::test_work"]["stats"]["median"] for name in ("baseline", "slowed")
+    ]
 
 
 def _bad_files(tmp_path: Path, good: Path) -> dict[str, tuple[Path, str]]:
@@ -203,7 +276,7 @@ def test_bad_inputs_are_refused_naming_the_file(runs: dict[str, Path], tmp_path:
         compared = _cli("compare", "--current", path, "--baseline", runs["baseline"], cwd=tmp_path)
         assert compared.returncode == 2, name
         assert str(path) in compared.stderr, compared.stderr
-    assert not (tmp_path / "history").exists() or not any((tmp_path / "history").rglob("*.json"))
+    assert not (tmp_path / "history").exists() or not any(path.is_file() for path in (tmp_path / "history").rglob("*"))
 
 
 def test_missing_file_and_empty_history_are_clear(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from dqnbench.bench.facts import this_machine_id
-from dqnbench.bench.history import DEFAULT_DIR, BenchFileError, Run, load_run, machine_runs, newest_run
+from dqnbench.bench.history import DEFAULT_DIR, BenchFileError, Run, load_run, machine_runs, newest_run, run_name
 
 DEFAULT_THRESHOLD = 0.10
 DEFAULT_THRESHOLDS_FILE = Path("benchmarks/thresholds.toml")
@@ -207,7 +207,7 @@ def resolve_baseline(choice: str, current: Run, directory: Path) -> Run:
     stored = machine_runs(directory, machine)
     if choice == "previous":
         here = current.path.resolve()
-        before = [path for path in stored if path.name < current.file_name() and path.resolve() != here]
+        before = [path for path in stored if run_name(path) < current.run_name() and path.resolve() != here]
         if not before:
             raise CompareError(
                 f"no run of machine {machine!r} older than {current.path} in {directory}; store a baseline first "

@@ -1,18 +1,23 @@
 """The history store: every benchmark run kept as its own pytest-benchmark JSON file, never overwritten.
 
-Layout: ``<dir>/<machine id>/<UTC time of the run>-<short commit>[-dirty].json``, where the file is the
-pytest-benchmark JSON exactly as the run wrote it (machine and commit are inside: `machine_info`,
-`commit_info`). File names sort chronologically, so "the newest run" and "the previous run" are the last
-two names in a machine's folder. Runs from different machines live in different folders and are never
-compared without being asked (see `dqnbench.bench.compare`).
+Layout: ``<dir>/<machine id>/<UTC time of the run>-<short commit>[-dirty].json.gz``, where the file is the
+pytest-benchmark JSON exactly as the run wrote it, gzipped (machine and commit are inside: `machine_info`,
+`commit_info`). Raw rounds (`--benchmark-save-data`) make a run several MB of JSON, about five times less
+gzipped; runs stored uncompressed (``.json``, as earlier versions did) are read just the same, and `pack`
+compresses them in place, keeping each original until its copy is proven identical. Run names sort
+chronologically, so "the newest run" and "the previous run" are the last two in a machine's folder. Runs
+from different machines live in different folders and are never compared without being asked (see
+`dqnbench.bench.compare`).
 
     python -m dqnbench.bench.history store results.json [--dir reports/history]
     python -m dqnbench.bench.history list [--dir reports/history] [--machine ID]
+    python -m dqnbench.bench.history pack [--dir reports/history]
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import os
@@ -26,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_DIR = Path("reports/history")
+PLAIN, PACKED = ".json", ".json.gz"
 REQUIRED_STATS = ("median", "q1", "q3", "iqr", "rounds")
 
 
@@ -93,15 +99,46 @@ class Run:
         """Benchmarks by `fullname` (the test node id: file, function and parameters)."""
         return {bench["fullname"]: bench for bench in self.data["benchmarks"]}
 
-    def file_name(self) -> str:
-        return f"{self.time:%Y%m%dT%H%M%S.%fZ}-{self.commit}.json"
+    def run_name(self) -> str:
+        """The stored file's name without its suffix: when the run was made, and from which commit."""
+        return f"{self.time:%Y%m%dT%H%M%S.%fZ}-{self.commit}"
+
+
+def run_name(path: Path) -> str:
+    """A stored run's name: its file name without `.json` or `.json.gz`."""
+    return path.name.removesuffix(PACKED).removesuffix(PLAIN)
+
+
+def is_run_file(path: Path) -> bool:
+    """Whether `path` is named like a JSON result, plain or gzipped (temporary `.name` files are not)."""
+    return path.name.endswith((PLAIN, PACKED)) and not path.name.startswith(".")
+
+
+def read_result_text(path: Path) -> str:
+    """The text of a JSON result file, gunzipped when it is named `*.json.gz`.
+
+    Raises OSError when the file cannot be read, and `BenchFileError` when a `.gz` file is not gzip data.
+    """
+    if not path.name.endswith(PACKED):
+        return path.read_text(encoding="utf-8", errors="replace")
+    try:
+        return gzip.decompress(path.read_bytes()).decode("utf-8", errors="replace")
+    except (gzip.BadGzipFile, EOFError) as error:
+        raise BenchFileError(
+            path, f"is not complete gzip data ({error}); was it copied or written only in part? Restore it"
+        ) from error
+
+
+def _packed(text: str) -> bytes:
+    # mtime=0: the same run always packs to the same bytes, so storing it again is seen as a repeat.
+    return gzip.compress(text.encode(), compresslevel=9, mtime=0)
 
 
 def load_run(path: Path | str) -> Run:
-    """Read and validate a pytest-benchmark JSON file, raising `BenchFileError` naming the file."""
+    """Read and validate a pytest-benchmark JSON file (or gzipped JSON), raising `BenchFileError` naming it."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = read_result_text(path)
     except OSError as error:
         raise BenchFileError(path, f"cannot be read ({error.strerror or error})") from error
     if not text.strip():
@@ -150,12 +187,12 @@ class Stored:
     """False when the identical run was already in the store (storing is idempotent)."""
 
 
-def _write_new(path: Path, text: str) -> bool:
-    """Create `path` with `text` in one step; False, with nothing written, when `path` already exists."""
+def _write_new(path: Path, content: bytes) -> bool:
+    """Create `path` with `content` in one step; False, with nothing written, when `path` already exists."""
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as tmp:
-            tmp.write(text)
+        with os.fdopen(fd, "wb") as tmp:
+            tmp.write(content)
         # A hard link appears complete or not at all, and never replaces an existing file (unlike rename).
         os.link(tmp_name, path)
         return True
@@ -176,22 +213,65 @@ def store(path: Path | str, directory: Path | str = DEFAULT_DIR) -> Stored:
         )
     folder = Path(directory) / run.machine_id
     folder.mkdir(parents=True, exist_ok=True)
-    text = run.path.read_text()
-    stem = run.file_name().removesuffix(".json")
+    text = read_result_text(run.path)
     for attempt in range(1, 1000):
-        # "_N" sorts after ".json", so a second run with the same name still lists after the first.
-        target = folder / (f"{stem}.json" if attempt == 1 else f"{stem}_{attempt}.json")
-        if target.exists() and target.read_text() == text:
-            return Stored(target, new=False)
-        if _write_new(target, text):
-            return Stored(target, new=True)
-    raise BenchFileError(run.path, f"999 different runs named {stem}*.json are already in {folder}")
+        # "_N" sorts after the bare name, so a second run with the same name still lists after the first.
+        name = run.run_name() if attempt == 1 else f"{run.run_name()}_{attempt}"
+        plain, packed = folder / f"{name}{PLAIN}", folder / f"{name}{PACKED}"
+        for existing in (packed, plain):
+            if existing.exists() and read_result_text(existing) == text:
+                return Stored(existing, new=False)
+        if not plain.exists() and _write_new(packed, _packed(text)):
+            return Stored(packed, new=True)
+    raise BenchFileError(run.path, f"999 different runs named {run.run_name()}* are already in {folder}")
+
+
+@dataclass(frozen=True)
+class Packed:
+    source: Path
+    packed: Path
+    bytes_before: int
+    bytes_after: int
+
+
+def pack(directory: Path | str = DEFAULT_DIR) -> list[Packed]:
+    """Replace each uncompressed run in the store by its gzipped copy, once the copy reads back identical.
+
+    A run that is not valid pytest-benchmark JSON is left as it is (and reported by raising), so nothing the
+    store holds is ever lost.
+    """
+    done = []
+    for machine in machines(directory):
+        for source in machine_runs(directory, machine):
+            if not source.name.endswith(PLAIN):
+                continue
+            load_run(source)
+            raw = source.read_bytes()
+            target = source.with_name(f"{run_name(source)}{PACKED}")
+            if target.exists():
+                if gzip.decompress(target.read_bytes()) != raw:
+                    raise BenchFileError(
+                        source, f"differs from {target.name} beside it; both are kept: move one of them aside"
+                    )
+            elif not _write_new(target, gzip.compress(raw, compresslevel=9, mtime=0)):
+                raise BenchFileError(source, f"{target.name} appeared beside it while packing; run pack again")
+            if gzip.decompress(target.read_bytes()) != raw:
+                raise BenchFileError(target, f"does not read back as {source.name}; both are kept")
+            source.unlink()
+            done.append(Packed(source, target, len(raw), target.stat().st_size))
+    return done
 
 
 def machine_runs(directory: Path | str, machine: str) -> list[Path]:
-    """The runs stored for `machine`, oldest first."""
+    """The runs stored for `machine`, plain or gzipped, oldest first."""
     folder = Path(directory) / machine
-    return sorted(folder.glob("*.json")) if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    return sorted((path for path in folder.iterdir() if path.is_file() and is_run_file(path)), key=_order)
+
+
+def _order(path: Path) -> tuple[str, str]:
+    return run_name(path), path.name
 
 
 def machines(directory: Path | str) -> list[str]:
@@ -212,7 +292,7 @@ def newest_run(directory: Path | str, machine: str | None = None) -> Path:
             f"no stored benchmark runs under {where}; store one with "
             "`python -m dqnbench.bench.history store RESULTS.json`"
         )
-    return max(candidates, key=lambda path: (path.name, str(path)))
+    return max(candidates, key=lambda path: (*_order(path), str(path)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -224,8 +304,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     list_cmd = commands.add_parser("list", help="list the stored runs, oldest first")
     list_cmd.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"history store (default: {DEFAULT_DIR})")
     list_cmd.add_argument("--machine", help="only this machine's runs")
+    pack_cmd = commands.add_parser("pack", help="gzip the runs stored uncompressed, keeping each until proven equal")
+    pack_cmd.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"history store (default: {DEFAULT_DIR})")
     args = parser.parse_args(argv)
 
+    if args.command == "pack":
+        try:
+            packed = pack(args.dir)
+        except (BenchFileError, OSError) as error:
+            print(f"error: {error}; the runs packed before it are done, the rest are untouched", file=sys.stderr)
+            return 1
+        for item in packed:
+            print(f"packed: {item.source} -> {item.packed.name} ({item.bytes_before:,} -> {item.bytes_after:,} bytes)")
+        print(f"{len(packed)} run(s) packed" if packed else f"nothing to pack: every run under {args.dir} is gzipped")
+        return 0
     if args.command == "list":
         for name in [args.machine] if args.machine else machines(args.dir):
             for path in machine_runs(args.dir, name):

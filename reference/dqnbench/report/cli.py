@@ -38,8 +38,8 @@ def register(subparsers: Any) -> None:
         nargs="*",
         type=Path,
         metavar="RUN",
-        help="result files, or folders searched for *.json and durations.csv (default: the --out folder, which "
-        "holds the history store reports/history, conformance results and training curves)",
+        help="result files, or folders searched for *.json, *.json.gz and durations.csv (default: the --out folder, "
+        "which holds the history store reports/history, conformance results and training curves)",
     )
     parser.add_argument("--name", default=None, help="report folder name (default: report-<UTC timestamp>)")
     parser.add_argument(

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 # The history store's own machine id, so that the report names machines as the store's folders do.
-from dqnbench.bench.history import machine_id_from_info
+from dqnbench.bench.history import BenchFileError, is_run_file, machine_id_from_info, read_result_text
 
 CONFORMANCE_SCHEMA = "dqnbench.conformance/1"
 TRAINING_COLUMNS = ("episode", "duration", "total_steps", "epsilon", "mean_loss", "wall_s")
@@ -112,7 +112,7 @@ def _expand(paths: Sequence[Path]) -> list[tuple[Path, bool]]:
     for path in paths:
         if path.is_dir():
             for p in sorted(path.rglob("*")):
-                if p.is_file() and (p.suffix == ".json" or p.name == "durations.csv") and not p.name.startswith("."):
+                if p.is_file() and (is_run_file(p) or p.name == "durations.csv"):
                     found.setdefault(p.resolve(), (p, False))
         elif path.is_file():
             found[path.resolve()] = (path, True)
@@ -122,7 +122,10 @@ def _expand(paths: Sequence[Path]) -> list[tuple[Path, bool]]:
 
 
 def read_json(path: Path) -> Any:
-    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        text = read_result_text(path)
+    except BenchFileError as error:
+        raise ReportInputError(str(error)) from error
     if not text.strip():
         raise ReportInputError(f"{path}: the file is empty; the run that wrote it probably failed, re-run it")
     try:
