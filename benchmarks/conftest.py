@@ -8,6 +8,8 @@ Run with `pytest benchmarks/` (the folder is not in `testpaths`). Options:
   conformance adapter beside `reference` and `fast`.
 * `--quick`: every benchmark once (CI smoke run: proves none has rotted; its timings are not measurements).
 * `--threads=N`: torch intra-op threads (recorded in `machine_info.dqnbench.torch_threads`).
+
+`DQNBENCH_COMMIT=<commit id>[-dirty]` records that commit instead of what git says (for a copied tree).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pytest
 import torch
 
 from dqnbench.allocator import pin_glibc_allocator
-from dqnbench.bench.facts import update_machine_info
+from dqnbench.bench.facts import commit_override, update_commit_info, update_machine_info
 from dqnbench.bench.measure import run_benchmark
 from dqnbench.bench.subjects import (
     REFERENCE_SUBJECT,
@@ -37,6 +39,7 @@ from dqnbench.conformance.adapter import REFERENCE_SPEC
 DEVICES = ("cpu", "cuda")
 REQUIRE_CUDA_ENV = "DQNBENCH_REQUIRE_CUDA"
 _PINNED = pytest.StashKey[dict[str, Any]]()
+_COMMIT = pytest.StashKey[tuple[str, bool] | None]()
 _SUBJECTS = pytest.StashKey[dict[str, BenchSubject | str]]()
 
 
@@ -77,6 +80,11 @@ def cuda_required(config: pytest.Config) -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_PINNED] = pin_glibc_allocator()
+    # Read now: pytest-benchmark asks for the commit only when it writes the JSON, after every benchmark ran.
+    try:
+        config.stash[_COMMIT] = commit_override()
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from error
     threads = config.getoption("--threads")
     if threads is not None:
         if threads < 1:
@@ -86,6 +94,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
     update_machine_info(machine_info, config.stash[_PINNED], mode="quick" if config.getoption("--quick") else "full")
+
+
+def pytest_benchmark_update_commit_info(config: pytest.Config, commit_info: dict[str, Any]) -> None:
+    update_commit_info(commit_info, config.stash[_COMMIT])
 
 
 def _subjects(config: pytest.Config) -> dict[str, BenchSubject | str]:

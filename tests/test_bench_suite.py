@@ -6,6 +6,7 @@ named; CUDA skips when absent unless requested (option or environment variable),
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,24 @@ def test_the_cuda_graph_variant_skips_on_the_cpu_saying_why(pytester: pytest.Pyt
         "*test_optimize[[]cpu-fast-graphed[]] SKIPPED*",
         "*fast-graphed runs on cuda only*",
     ])  # fmt: skip
+
+
+def test_the_commit_can_be_named_for_a_copied_tree(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DQNBENCH_COMMIT", "0123abcd" * 5 + "-dirty")
+    out = tmp_path / "run.json"
+    pytester.syspathinsert()
+    result = pytester.runpytest_inprocess(
+        str(BENCHMARKS), "--quick", "-p", "no:cacheprovider", "-k", "forward and cpu and reference and b1",
+        f"--benchmark-json={out}",
+    )  # fmt: skip
+    assert result.ret == 0, result.stdout.str()
+    commit = json.loads(out.read_text())["commit_info"]
+    assert (commit["id"], commit["dirty"], commit["source"]) == ("0123abcd" * 5, True, "DQNBENCH_COMMIT")
+    assert "git" in commit  # what git said in the copy is kept beside it
+
+    monkeypatch.setenv("DQNBENCH_COMMIT", "HEAD~1")
+    refused = pytester.runpytest_inprocess(str(BENCHMARKS), "--quick", "-p", "no:cacheprovider", "-k", "nothing")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(["*DQNBENCH_COMMIT='HEAD~1'*git commit id*git rev-parse HEAD*"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import resource
 import types
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ MALLOC_ENV_VARS = (
     "MALLOC_ARENA_MAX",
 )
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
 
 def allocator_env() -> dict[str, str]:
     """The allocator settings given in this process's environment (glibc's and PyTorch's CUDA allocator)."""
@@ -49,6 +51,33 @@ def update_machine_info(machine_info: dict[str, Any], pinned: dict[str, Any], *,
 
 
 MACHINE_ID_ENV = "DQNBENCH_MACHINE_ID"
+COMMIT_ENV = "DQNBENCH_COMMIT"
+
+
+def commit_override() -> tuple[str, bool] | None:
+    """`DQNBENCH_COMMIT=<commit id>[-dirty]`: the code's commit, for a copy of the tree whose `.git` is stale.
+
+    A GPU machine may receive a copy of the working tree with an old `.git` beside it (or none), so git
+    there names the wrong commit; the run's caller knows the right one. None when the variable is unset.
+    """
+    value = os.environ.get(COMMIT_ENV, "").strip()
+    if not value:
+        return None
+    match = re.fullmatch(r"([0-9a-f]{7,40})(-dirty)?", value)
+    if match is None:
+        raise ValueError(
+            f"{COMMIT_ENV}={value!r}: expected a git commit id (7 to 40 lower-case hex digits), optionally "
+            f"followed by -dirty; e.g. {COMMIT_ENV}=$(git rev-parse HEAD) in the shell that holds the repository"
+        )
+    return match[1], match[2] is not None
+
+
+def update_commit_info(commit_info: dict[str, Any], override: tuple[str, bool] | None) -> None:
+    """Apply `commit_override()` to pytest-benchmark's `commit_info`, keeping what git said under `git`."""
+    if override is None:
+        return
+    commit_info["git"] = {key: commit_info.get(key) for key in ("id", "dirty")}
+    commit_info.update(id=override[0], dirty=override[1], source=COMMIT_ENV)
 
 
 def this_machine_id() -> str:
