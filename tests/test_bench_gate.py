@@ -193,7 +193,10 @@ def test_runs_stored_uncompressed_are_read_and_packed_without_loss(runs: dict[st
     newer = history.store(runs["slowed"], store_dir)
     assert history.machine_runs(store_dir, machine) == [*plain, newer.path]
     assert history.store(runs["baseline"], store_dir) == history.Stored(plain[0], new=False)
-    mixed = _cli("compare", "--dir", store_dir, "--machine", machine, cwd=tmp_path)
+    # The slowed run (gzipped) against the baseline (plain), named by its run name in the store.
+    mixed = _cli(
+        "compare", "--dir", store_dir, "--current", newer.path, "--baseline", history.run_name(plain[0]), cwd=tmp_path
+    )
     assert mixed.returncode == 1 and "test_work" in mixed.stdout, mixed.stdout + mixed.stderr
 
     packed = _cli("history", "pack", "--dir", store_dir, cwd=tmp_path)

@@ -118,7 +118,9 @@ def test_the_commit_can_be_named_for_a_copied_tree(
     assert result.ret == 0, result.stdout.str()
     commit = json.loads(out.read_text())["commit_info"]
     assert (commit["id"], commit["dirty"], commit["source"]) == ("0123abcd" * 5, True, "DQNBENCH_COMMIT")
-    assert "git" in commit  # what git said in the copy is kept beside it
+    # What git said in the copy (another commit's id and times) is kept apart, not mixed in.
+    assert set(commit) == {"id", "dirty", "source", "git"}
+    assert "time" in commit["git"]
 
     monkeypatch.setenv("DQNBENCH_COMMIT", "HEAD~1")
     refused = pytester.runpytest_inprocess(str(BENCHMARKS), "--quick", "-p", "no:cacheprovider", "-k", "nothing")

@@ -134,6 +134,13 @@ def _relu_before_batchnorm(height: int, width: int, n_actions: int, in_channels:
     return net
 
 
+def _channels_last_native_batchnorm(height: int, width: int, n_actions: int, in_channels: int) -> nn.Module:
+    # BUG: dqnbench.fast's network until 2026-11-26: channels-last for oneDNN, with PyTorch's channels-last
+    # BatchNorm, whose training statistics drift on mostly-zero screens (gradients ~1e-2 off).
+    net = nets.DQN(height, width, n_actions, in_channels)
+    return net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+
 # --- Acting ---------------------------------------------------------------------------------------------
 
 
@@ -278,6 +285,12 @@ MUTANTS: tuple[Mutant, ...] = (
         "each block applies ReLU before BatchNorm",
         ["check_network_golden_outputs"],
         make_network=_relu_before_batchnorm,
+    ),
+    mutant(
+        "channels_last_batchnorm_drift",
+        "channels-last BatchNorm sums its training statistics one value at a time in float32",
+        ["check_network_gradients_on_screen_differences"],
+        make_network=_channels_last_native_batchnorm,
     ),
     mutant(
         "screen_half_world",

@@ -73,11 +73,15 @@ def commit_override() -> tuple[str, bool] | None:
 
 
 def update_commit_info(commit_info: dict[str, Any], override: tuple[str, bool] | None) -> None:
-    """Apply `commit_override()` to pytest-benchmark's `commit_info`, keeping what git said under `git`."""
+    """Apply `commit_override()` to pytest-benchmark's `commit_info`, keeping what git said under `git`.
+
+    Everything git reported (id, times, branch) describes the stale commit, so all of it moves under `git`.
+    """
     if override is None:
         return
-    commit_info["git"] = {key: commit_info.get(key) for key in ("id", "dirty")}
-    commit_info.update(id=override[0], dirty=override[1], source=COMMIT_ENV)
+    said_by_git = dict(commit_info)
+    commit_info.clear()
+    commit_info.update(id=override[0], dirty=override[1], source=COMMIT_ENV, git=said_by_git)
 
 
 def this_machine_id() -> str:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from dqnbench.config import DQNConfig
+from dqnbench.fast.batchnorm import accurate_batchnorm
 from dqnbench.fast.graphs import GraphedStep
 from dqnbench.fast.learner import FoldedTarget, compiled, fast_optimize_step, use_foreach
 from dqnbench.fast.memory import ScreenMemory
@@ -17,8 +18,12 @@ from dqnbench.parts import OptimizeFn, TrainingParts, reference_optimize
 
 
 def make_network(height: int, width: int, n_actions: int, in_channels: int = 3) -> nn.Module:
-    """The reference DQN in channels-last layout (oneDNN's preferred one; same parameters and outputs)."""
-    return DQN(height, width, n_actions, in_channels).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    """The reference DQN in channels-last layout (oneDNN's preferred one; same parameters and outputs).
+
+    Its BatchNorm layers sum their training statistics accurately in that layout (`dqnbench.fast.batchnorm`).
+    """
+    net = accurate_batchnorm(DQN(height, width, n_actions, in_channels))
+    return net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
 
 def make_optimize(
