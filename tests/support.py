@@ -5,6 +5,10 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from dqnbench.bench.subjects import fast_subject
+from dqnbench.bench.workload import fill, render_screens, rollout
+from dqnbench.learner import Batch
+
 
 def snapshot(net: nn.Module) -> dict[str, Tensor]:
     """A copy of every parameter and buffer (BatchNorm running statistics and batch counts included)."""
@@ -54,3 +58,15 @@ def assert_same_step(call: str, expected: nn.Module, got: nn.Module, expected_lo
             b_got, b_expected, rtol=tol, atol=tol, msg=lambda m, n=name: f"{call}: buffer {n}: {m}"
         )
     return compared
+
+
+def screen_batch(size: int = 128) -> Batch:
+    """A batch of the seed's real states: differences of drawn CartPole screens, about 90 % zeros.
+
+    Unlike uniform random states, the first conv's output is then dominated by its bias: what a BatchNorm
+    summing its statistics naively in float32 gets wrong (`dqnbench.fast.batchnorm`).
+    """
+    subject = fast_subject()
+    memory = subject.make_memory(1000, 0)
+    fill(memory, rollout(render_screens(subject, 64, torch.device("cpu"))), 1000)
+    return memory.sample_batch(size).materialize()

@@ -20,9 +20,10 @@ from dqnbench.fast.learner import FoldedTarget, fast_optimize_step, td_update, u
 from dqnbench.fast.memory import DenseBatch, ScreenBatch
 from dqnbench.fast.parts import FAST_PARTS, make_network
 from dqnbench.fast.vector import VectorTrainer
-from dqnbench.learner import Batch, make_target, sync_target
+from dqnbench.learner import Batch, make_target, optimize_step, sync_target
+from dqnbench.nets import DQN
 from dqnbench.train import make_optimizer, train
-from support import assert_same_step
+from support import assert_same_step, screen_batch
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -224,6 +225,30 @@ def test_graphed_step_equals_the_fast_step_on_cuda(double_dqn, memory, optimizer
         assert_same_step(f"GraphedStep call {i + 1}", eager, graphed, expected, got)
         _in_lockstep(eager, eager_opt, graphed, graphed_opt)
     assert step.graph is not None, "the step never captured a graph"
+
+
+@pytest.mark.parametrize("graphed", [False, True], ids=["eager", "graphed"])
+@pytest.mark.cuda
+@needs_cuda
+@pytest.mark.usefixtures("full_float32")
+def test_cuda_steps_equal_the_cpu_reference_step_on_screen_differences(graphed):
+    """On the seed's real states (batch 128), where a BatchNorm summing naively drifts: CUDA against the CPU."""
+    batch = screen_batch()
+    torch.manual_seed(0)
+    reference = DQN(40, 90, 2)
+    fast = make_network(40, 90, 2)
+    fast.load_state_dict(reference.state_dict())
+    fast.to("cuda")
+    reference_opt = torch.optim.RMSprop(reference.parameters(), lr=0.01)
+    expected = optimize_step(reference, make_target(reference), reference_opt, batch, gamma=0.999)
+    target, optimizer = FoldedTarget(make_target(fast)), _optimizer(fast)
+    if graphed:
+        got = GraphedStep(fast, target, optimizer, gamma=0.999)(batch.to("cuda"))
+    else:
+        got = fast_optimize_step(fast, target, optimizer, batch.to("cuda"), gamma=0.999)
+    fast.to("cpu")  # parameters and their gradients
+    assert_same_step(f"{'GraphedStep' if graphed else 'fast_optimize_step'} on CUDA vs optimize_step on the CPU",
+                     reference, fast, expected, got.cpu())  # fmt: skip
 
 
 @pytest.mark.cuda

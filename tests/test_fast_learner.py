@@ -5,14 +5,12 @@ import copy
 import pytest
 import torch
 
-from dqnbench.bench.subjects import fast_subject
-from dqnbench.bench.workload import fill, render_screens, rollout
 from dqnbench.fast.gpu_check import random_batch
 from dqnbench.fast.learner import FoldedTarget, compiled, fast_optimize_step, use_foreach
 from dqnbench.fast.parts import make_network
 from dqnbench.learner import Batch, make_target, optimize_step, sync_target
 from dqnbench.nets import DQN
-from support import GRADIENT_NOISE, STEP_TOLERANCE, assert_same_step
+from support import GRADIENT_NOISE, STEP_TOLERANCE, assert_same_step, screen_batch
 
 TOL = STEP_TOLERANCE
 NOISE = GRADIENT_NOISE
@@ -24,18 +22,6 @@ def _pair(seed: int = 0):
     fast = make_network(40, 90, 2)
     fast.load_state_dict(reference.state_dict())
     return reference, fast
-
-
-def screen_batch(size: int = 128) -> Batch:
-    """A batch of the seed's real states: differences of drawn CartPole screens, about 90 % zeros.
-
-    Unlike uniform random states, the first conv's output is then dominated by its bias: what a BatchNorm
-    summing its statistics naively in float32 gets wrong (`dqnbench.fast.batchnorm`).
-    """
-    subject = fast_subject()
-    memory = subject.make_memory(1000, 0)
-    fill(memory, rollout(render_screens(subject, 64, torch.device("cpu"))), 1000)
-    return memory.sample_batch(size).materialize()
 
 
 @pytest.mark.parametrize("compile_networks", [False, True], ids=["eager", "compiled"])
