@@ -1,5 +1,6 @@
 """Helpers shared by the correctness tests."""
 
+import copy
 from collections.abc import Mapping
 
 import torch
@@ -70,3 +71,40 @@ def screen_batch(size: int = 128) -> Batch:
     memory = subject.make_memory(1000, 0)
     fill(memory, rollout(render_screens(subject, 64, torch.device("cpu"))), 1000)
     return memory.sample_batch(size).materialize()
+
+
+def float64_step(reference: nn.Module, batch: Batch, *, gamma: float, lr: float) -> tuple[nn.Module, Tensor]:
+    """The reference's step in float64 on a copy of `reference` (as it was before its own step): the oracle."""
+    from dqnbench.learner import make_target, optimize_step
+
+    exact = copy.deepcopy(reference).double()
+    in_float64 = Batch(
+        batch.states.double(), batch.actions, batch.rewards.double(), batch.non_final_mask,
+        batch.non_final_next_states.double(),
+    )  # fmt: skip
+    loss = optimize_step(exact, make_target(exact), torch.optim.RMSprop(exact.parameters(), lr=lr), in_float64,
+                         gamma=gamma)  # fmt: skip
+    return exact, loss
+
+
+def assert_as_accurate_as_reference(
+    call: str, exact: nn.Module, reference: nn.Module, got: nn.Module, exact_loss: Tensor, got_loss: Tensor
+) -> None:
+    """Each gradient of `got` is as close to the float64 step's as the float32 reference's is, give or take
+    `STEP_TOLERANCE`: |got - exact| <= 2 |reference - exact| + 1e-5 per tensor.
+
+    For implementations that do not share the reference's kernels (CUDA against the CPU), where elementwise
+    equality within 1e-5 is not a property of float32 at all: the reference itself is up to 6e-5 from float64
+    on screen differences (conv biases under BatchNorm, whose exact gradient is zero, hold only rounding).
+    """
+    torch.testing.assert_close(got_loss.double(), exact_loss, rtol=STEP_TOLERANCE, atol=STEP_TOLERANCE,
+                               msg=lambda m: f"{call}: loss vs float64: {m}")  # fmt: skip
+    pairs = zip(exact.named_parameters(), reference.parameters(), got.parameters(), strict=True)
+    for (name, p_exact), p_reference, p_got in pairs:
+        reference_error = float((p_reference.grad.double() - p_exact.grad).abs().max())
+        got_error = float((p_got.grad.double() - p_exact.grad).abs().max())
+        allowed = 2 * reference_error + STEP_TOLERANCE
+        assert got_error <= allowed, (
+            f"{call}: grad {name} is {got_error:.3g} from the float64 step's, the reference's is "
+            f"{reference_error:.3g}; allowed 2 x that + {STEP_TOLERANCE:g} = {allowed:.3g}"
+        )

@@ -23,7 +23,7 @@ from dqnbench.fast.vector import VectorTrainer
 from dqnbench.learner import Batch, make_target, optimize_step, sync_target
 from dqnbench.nets import DQN
 from dqnbench.train import make_optimizer, train
-from support import assert_same_step, screen_batch
+from support import assert_as_accurate_as_reference, assert_same_step, float64_step, screen_batch
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -232,23 +232,26 @@ def test_graphed_step_equals_the_fast_step_on_cuda(double_dqn, memory, optimizer
 @needs_cuda
 @pytest.mark.usefixtures("full_float32")
 def test_cuda_steps_equal_the_cpu_reference_step_on_screen_differences(graphed):
-    """On the seed's real states (batch 128), where a BatchNorm summing naively drifts: CUDA against the CPU."""
+    """On the seed's real states (batch 128), where a BatchNorm summing naively drifts: CUDA against the CPU
+    reference, as close to the float64 step as the reference itself (elementwise 1e-5 is not a property of
+    float32 across devices here)."""
     batch = screen_batch()
     torch.manual_seed(0)
     reference = DQN(40, 90, 2)
     fast = make_network(40, 90, 2)
     fast.load_state_dict(reference.state_dict())
     fast.to("cuda")
+    exact, exact_loss = float64_step(reference, batch, gamma=0.999, lr=0.01)
     reference_opt = torch.optim.RMSprop(reference.parameters(), lr=0.01)
-    expected = optimize_step(reference, make_target(reference), reference_opt, batch, gamma=0.999)
+    optimize_step(reference, make_target(reference), reference_opt, batch, gamma=0.999)
     target, optimizer = FoldedTarget(make_target(fast)), _optimizer(fast)
     if graphed:
         got = GraphedStep(fast, target, optimizer, gamma=0.999)(batch.to("cuda"))
     else:
         got = fast_optimize_step(fast, target, optimizer, batch.to("cuda"), gamma=0.999)
     fast.to("cpu")  # parameters and their gradients
-    assert_same_step(f"{'GraphedStep' if graphed else 'fast_optimize_step'} on CUDA vs optimize_step on the CPU",
-                     reference, fast, expected, got.cpu())  # fmt: skip
+    call = f"{'GraphedStep' if graphed else 'fast_optimize_step'} on CUDA"
+    assert_as_accurate_as_reference(call, exact, reference, fast, exact_loss, got.cpu())
 
 
 @pytest.mark.cuda

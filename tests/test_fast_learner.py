@@ -10,7 +10,14 @@ from dqnbench.fast.learner import FoldedTarget, compiled, fast_optimize_step, us
 from dqnbench.fast.parts import make_network
 from dqnbench.learner import Batch, make_target, optimize_step, sync_target
 from dqnbench.nets import DQN
-from support import GRADIENT_NOISE, STEP_TOLERANCE, assert_same_step, screen_batch
+from support import (
+    GRADIENT_NOISE,
+    STEP_TOLERANCE,
+    assert_as_accurate_as_reference,
+    assert_same_step,
+    float64_step,
+    screen_batch,
+)
 
 TOL = STEP_TOLERANCE
 NOISE = GRADIENT_NOISE
@@ -33,6 +40,34 @@ def test_fast_step_equals_the_reference_step(double_dqn, compile_networks):
 @pytest.mark.parametrize("double_dqn", [False, True], ids=["dqn", "double_dqn"])
 def test_fast_step_equals_the_reference_step_on_screen_differences(double_dqn):
     assert_fast_step_equals_reference(screen_batch(), double_dqn, compile_networks=False)
+
+
+def _channels_last_as_before(height: int, width: int, n_actions: int) -> torch.nn.Module:
+    """The fast network until 2026-11-26: PyTorch's channels-last BatchNorm, which drifts on screen differences."""
+    return DQN(height, width, n_actions).to(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize(
+    "network", [make_network, _channels_last_as_before], ids=["fast network", "channels-last BatchNorm (the bug)"]
+)
+def test_the_cross_device_criterion_catches_a_drifting_batchnorm(network):
+    """`assert_as_accurate_as_reference` (the CUDA tests' criterion) passes the fast step and fails the bug."""
+    batch = screen_batch()
+    torch.manual_seed(0)
+    reference = DQN(40, 90, 2)
+    fast = network(40, 90, 2)
+    fast.load_state_dict(reference.state_dict())
+    exact, exact_loss = float64_step(reference, batch, gamma=0.999, lr=0.01)
+    optimize_step(reference, make_target(reference), torch.optim.RMSprop(reference.parameters(), lr=0.01), batch,
+                  gamma=0.999)  # fmt: skip
+    optimizer = torch.optim.RMSprop(fast.parameters(), lr=0.01)
+    got = fast_optimize_step(fast, FoldedTarget(make_target(fast)), optimizer, batch, gamma=0.999)
+    if network is make_network:
+        assert_as_accurate_as_reference("fast_optimize_step", exact, reference, fast, exact_loss, got)
+    else:
+        with pytest.raises(AssertionError, match="from the float64 step's"):
+            assert_as_accurate_as_reference("fast_optimize_step", exact, reference, fast, exact_loss, got)
+
 
 
 def assert_fast_step_equals_reference(batch: Batch, double_dqn: bool, compile_networks: bool) -> None:
