@@ -560,6 +560,15 @@ def test_conformance_prose_names_failures(tmp_path: Path) -> None:
     assert "`sb3` passed 3 of 4 checks and failed 1 (target_sync), skipping 1 check" in text
 
 
+def test_the_newest_conformance_result_wins_whatever_the_file_names(tmp_path: Path) -> None:
+    fixed = {**conformance_document("mine"), "created": "2026-11-26T15:00:00Z"}
+    broken = {**conformance_document("mine", failed=["target_sync"]), "created": "2026-11-26T05:00:00Z"}
+    # The older result sorts last by name: the report must go by `created`, not by reading order.
+    paths = [write_json(tmp_path, "a-new.json", fixed), write_json(tmp_path, "z-old.json", broken)]
+    text = results_text(paths)
+    assert "`mine` passed all 5 checks it ran." in text and "target_sync" not in text, text
+
+
 # ---- the report folder ---------------------------------------------------------------------------------------
 
 

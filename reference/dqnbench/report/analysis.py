@@ -261,7 +261,13 @@ def learning_summary(training: pd.DataFrame, threshold: float = 195.0, window: i
     return pd.DataFrame(rows)
 
 
+def newest_conformance(conformance: pd.DataFrame) -> pd.DataFrame:
+    """Each implementation's outcome of each check from its most recently created result (file order breaks ties)."""
+    ordered = conformance.sort_values("created", kind="stable")
+    return ordered.drop_duplicates(["implementation", "check"], keep="last")
+
+
 def conformance_matrix(conformance: pd.DataFrame) -> pd.DataFrame:
-    """check × implementation table of outcomes (the newest file wins when an implementation appears twice)."""
-    newest = conformance.drop_duplicates(["implementation", "check"], keep="last")
+    """check × implementation table of outcomes (the newest result wins when an implementation appears twice)."""
+    newest = newest_conformance(conformance)
     return newest.pivot(index="check", columns="implementation", values="outcome").fillna("absent")

@@ -552,7 +552,8 @@ def conformance_section(conformance: pd.DataFrame, numbering: Numbering) -> Sect
         if skipped:
             text += f", skipping {count(skipped, 'check')} for which it supplies no part"
         sentences.append(text + ".")
-    failures = conformance[conformance["outcome"] == "failed"].drop_duplicates(["implementation", "check"], keep="last")
+    newest = analysis.newest_conformance(conformance)
+    failures = newest[newest["outcome"] == "failed"]
     if len(failures):
         tab_no = numbering.table()
         section.tables.append(
