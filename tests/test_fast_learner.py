@@ -37,9 +37,10 @@ def test_fast_step_equals_the_reference_step(double_dqn, compile_networks):
     assert_fast_step_equals_reference(random_batch(32, final_every=5), double_dqn, compile_networks)
 
 
+@pytest.mark.parametrize("compile_networks", [False, True], ids=["eager", "compiled"])
 @pytest.mark.parametrize("double_dqn", [False, True], ids=["dqn", "double_dqn"])
-def test_fast_step_equals_the_reference_step_on_screen_differences(double_dqn):
-    assert_fast_step_equals_reference(screen_batch(), double_dqn, compile_networks=False)
+def test_fast_step_equals_the_reference_step_on_screen_differences(double_dqn, compile_networks):
+    assert_fast_step_equals_reference(screen_batch(), double_dqn, compile_networks)
 
 
 def _channels_last_as_before(height: int, width: int, n_actions: int) -> torch.nn.Module:
