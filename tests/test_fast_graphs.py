@@ -24,6 +24,7 @@ from dqnbench.learner import Batch, make_target, optimize_step, sync_target
 from dqnbench.nets import DQN
 from dqnbench.train import make_optimizer, train
 from support import assert_as_accurate_as_reference, assert_same_step, float64_step, screen_batch
+from test_fast_vector import assert_device_counters_follow_the_host
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -282,8 +283,22 @@ def test_training_with_cuda_graphs_runs(tmp_path):
     result = train(config, progress=False)
     assert result.total_steps == 300, f"{result.total_steps} steps, expected 300"
     trainer = VectorTrainer(config, envs=8, device=torch.device("cuda"))
-    trainer.run(10)
-    assert trainer.optimize_steps > 0 and trainer.graphed is not None and trainer.graphed.graph is not None
+    before = [p.detach().clone() for p in trainer.policy.parameters()]
+    # 3 calls fill most of a batch of 32; the 4th runs 3 warm-up vector steps, captures one and replays it; 26
+    # more replay it: 33 vector steps, 30 of them with an optimisation step.
+    trainer.run(30)
+    assert trainer.graph is not None, "the vector step was never captured"
+    counted = (trainer.env_steps, trainer.optimize_steps)
+    assert counted == (33 * 8, 30), f"(env steps, optimisation steps) = {counted}, expected (264, 30)"
+    assert_device_counters_follow_the_host(trainer)
+    assert trainer.loss is not None and bool(torch.isfinite(trainer.loss)), f"loss {trainer.loss}"
+    moved = [not torch.equal(b, p) for b, p in zip(before, trainer.policy.parameters(), strict=True)]
+    assert all(moved), f"parameters left unchanged by the replayed steps: {moved}"
+    # The screens the graph keeps as the environments' last two are what the ring stored last for them.
+    last = (trainer.memory.next - torch.arange(8, 0, -1)) % trainer.memory.capacity
+    stored = trainer.memory.screens[last.to("cuda")]
+    continuing = ~trainer.memory.final[last.to("cuda")]
+    torch.testing.assert_close(stored[continuing, 2], trainer.current[continuing], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("stack", [False, True], ids=["difference", "stack"])

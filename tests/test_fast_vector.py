@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
@@ -79,6 +80,46 @@ def test_vector_trainer_learns_from_its_first_batch_on_cpu():
     assert trainer.optimize_steps == 0, "no optimisation before the ring holds one batch"
     trainer.run(2)
     assert trainer.env_steps == 12 and trainer.optimize_steps == 2, (trainer.env_steps, trainer.optimize_steps)
+    assert_device_counters_follow_the_host(trainer)
+
+
+def assert_device_counters_follow_the_host(trainer: VectorTrainer) -> None:
+    """What the device counts (read back here, never inside the loop) equals what the host counted."""
+    device = (int(trainer.vector_steps), int(trainer.memory.stored), int(trainer.memory.next_slot))
+    host = (trainer.env_steps // trainer.envs, trainer.memory.size, trainer.memory.next)
+    assert device == host, f"(vector steps, stored, next slot): device {device}, host {host}"
+
+
+def test_the_ring_wraps_with_its_counters_on_the_device():
+    replay = VectorReplay(8, (3, 2, 2), torch.device("cpu"))
+    for value in range(10):
+        screens = torch.full((1, 3, 3, 2, 2), value, dtype=torch.uint8)
+        replay.push(screens, torch.tensor([value]), torch.ones(1), torch.tensor([False]))
+    assert (int(replay.stored), int(replay.next_slot), replay.size, replay.next) == (8, 2, 8, 2)
+    # The two oldest (0 and 1) were overwritten by 8 and 9, in their slots.
+    assert replay.actions[:, 0].tolist() == [8, 9, 2, 3, 4, 5, 6, 7]
+
+
+def test_sampling_is_uniform_without_replacement_over_stored_slots_only():
+    replay = VectorReplay(16, (3, 2, 2), torch.device("cpu"), seed=1)
+    replay.push(
+        torch.zeros(5, 3, 3, 2, 2, dtype=torch.uint8), torch.arange(5), torch.ones(5), torch.zeros(5, dtype=torch.bool)
+    )
+    counts = torch.zeros(5)
+    draws = 4000
+    for _ in range(draws):
+        picked = replay.sample(2).actions[:, 0]
+        assert picked.unique().numel() == 2, f"a transition drawn twice in one batch: {picked.tolist()}"
+        counts += torch.bincount(picked, minlength=5)[:5].float()
+        assert int(picked.max()) < 5, f"drew an empty slot: {picked.tolist()}"
+    expected = draws * 2 / 5  # 1600 each; binomial sd ~31
+    assert (counts - expected).abs().max() < 6 * 31, f"draw counts {counts.tolist()}, expected ~{expected:.0f} each"
+
+
+def test_a_cuda_graph_needs_a_cuda_device():
+    config = DQNConfig(batch_size=8, learning_starts=8, memory_capacity=64, device="cuda", cuda_graph=True, impl="fast")
+    with pytest.raises(ValueError, match="VectorTrainer: cuda_graph needs a CUDA device, got device=cpu"):
+        VectorTrainer(config, envs=4, device=torch.device("cpu"))
 
 
 def test_gpu_check_reports_every_figure_on_cpu(capsys):

@@ -7,7 +7,7 @@ Prints one line per figure and a final JSON line:
 - optimize step, batch 128 (--batch-size): median ms of the reference step, the fast step and (CUDA) the fast
   step as a CUDA graph (device-synchronised);
 - vectorised training: env steps/s and optimisation steps/s of `VectorTrainer` with --envs environments
-  (on CUDA also with its optimisation step as a CUDA graph);
+  (on CUDA also with the whole vector step, acting to learning, as one CUDA graph);
 - render-free screens: screens/s of `CartPoleRaster` drawing 1024 states at once (--raster-states).
 """
 
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         suffix = "_graphed" if cuda_graph else ""
         result |= {f"{key}{suffix}": value for key, value in rate.items() if key != "envs"} | {"envs": args.envs}
         print(
-            f"vectorised training, {args.envs} envs{' (CUDA graph)' if cuda_graph else ''}: "
+            f"vectorised training, {args.envs} envs{' (the whole step as a CUDA graph)' if cuda_graph else ''}: "
             f"{rate['env_steps_per_s']:.0f} env steps/s, {rate['optimize_steps_per_s']:.0f} optimisation steps/s",
             flush=True,
         )

@@ -142,12 +142,7 @@ class GraphedStep:
                 "(move the networks with .to('cuda'), or use fast_optimize_step)"
             )
         use_foreach(optimizer)
-        for group in optimizer.param_groups:
-            group["capturable"] = True
-        for entry in optimizer.state.values():
-            # An optimizer that already stepped eagerly counts its steps on the host; capturable needs them here.
-            if isinstance(entry.get("step"), Tensor):
-                entry["step"] = entry["step"].to(device, torch.float32)
+        make_capturable(optimizer, device)
         self.policy, self.target, self.optimizer = policy, target, optimizer
         self.gamma, self.grad_clip, self.double_dqn = gamma, grad_clip, double_dqn
         self.step: StaticStep | None = None
@@ -219,6 +214,16 @@ class GraphedStep:
         with torch.cuda.graph(graph):
             loss = step()
         return graph, loss
+
+
+def make_capturable(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """Switch `optimizer` to the form a CUDA graph can replay: its step counts on the device, read there."""
+    for group in optimizer.param_groups:
+        group["capturable"] = True
+    for entry in optimizer.state.values():
+        # An optimizer that already stepped eagerly counts its steps on the host; capturable needs them here.
+        if isinstance(entry.get("step"), Tensor):
+            entry["step"] = entry["step"].to(device, torch.float32)
 
 
 Snapshot = tuple[list[Tensor], dict[int, dict[str, Tensor]]]
