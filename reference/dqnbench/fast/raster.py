@@ -108,6 +108,14 @@ class CartPoleRaster:
         ]
         deltas = [[top - below for top, below in zip(*pair, strict=True)] for pair in pairs]
         self.deltas = torch.tensor(deltas, device=self.device).T.contiguous()  # (3, 5)
+        # The pole's corners about the axle, across and along the pole. Made once: a tensor built from a list on
+        # each call is a host-to-device copy, which a CUDA graph cannot hold.
+        half = POLE_WIDTH / 2
+        self.pole_corners = torch.tensor(
+            [[-half, -half, half, half], [-half, self.pole_length - half, self.pole_length - half, -half]],
+            dtype=torch.float64,
+            device=self.device,
+        )
 
     def _background(self) -> Tensor:
         """The resized patch of an empty scene: white with the black track line, exactly as PIL resizes it."""
@@ -129,11 +137,7 @@ class CartPoleRaster:
         The pole's corners are rotated by -theta about the axle (pygame's Vector2.rotate_rad(-theta)) and
         truncated to integers as gfxdraw does; each row runs between its leftmost and rightmost edge crossing.
         """
-        half = POLE_WIDTH / 2
-        across = torch.tensor([-half, -half, half, half], dtype=torch.float64, device=self.device)
-        along = torch.tensor(
-            [-half, self.pole_length - half, self.pole_length - half, -half], dtype=torch.float64, device=self.device
-        )
+        across, along = self.pole_corners
         cos, sin = torch.cos(theta), torch.sin(theta)  # rotating by -theta
         x = torch.trunc(across * cos + along * sin + cart_x).unsqueeze(-1)  # (N, 4, 1)
         y = torch.trunc(along * cos - across * sin + CART_Y + AXLE_OFFSET).unsqueeze(-1)
