@@ -191,7 +191,8 @@ def test_runs_stored_uncompressed_are_read_and_packed_without_loss(runs: dict[st
     assert history.machine_runs(store_dir, machine) == plain
     # A plain run and a gzipped one of a later run sort and compare together.
     newer = history.store(runs["slowed"], store_dir)
-    assert history.machine_runs(store_dir, machine) == [*plain, newer.path]
+    # Chronological by run name (the later two runs were made at the same time, in either order).
+    assert history.machine_runs(store_dir, machine) == sorted([*plain, newer.path], key=history.run_name)
     assert history.store(runs["baseline"], store_dir) == history.Stored(plain[0], new=False)
     # The slowed run (gzipped) against the baseline (plain), named by its run name in the store.
     mixed = _cli(
@@ -203,35 +204,61 @@ def test_runs_stored_uncompressed_are_read_and_packed_without_loss(runs: dict[st
     assert packed.returncode == 0, packed.stderr
     assert packed.stdout.count("packed: ") == 2, packed.stdout
     runs_now = history.machine_runs(store_dir, machine)
-    assert [path.name for path in runs_now] == [f"{history.run_name(path)}.json.gz" for path in [*plain, newer.path]]
-    for original, path in zip(("baseline", "unchanged"), runs_now, strict=False):
-        assert gzip.decompress(path.read_bytes()) == runs[original].read_bytes()
+    assert sorted(path.name for path in runs_now) == sorted(
+        f"{history.run_name(path)}.json.gz" for path in [*plain, newer.path]
+    )
+    for original, path in zip(("baseline", "unchanged"), plain, strict=True):
+        packed_path = path.with_name(f"{history.run_name(path)}.json.gz")
+        assert gzip.decompress(packed_path.read_bytes()) == runs[original].read_bytes()
     assert not any(path.exists() for path in plain)
     again = _cli("history", "pack", "--dir", store_dir, cwd=tmp_path)
     assert again.returncode == 0 and "nothing to pack" in again.stdout, again.stdout
 
 
-def test_pack_keeps_both_files_when_a_packed_copy_differs(runs: dict[str, Path], tmp_path: Path) -> None:
-    store_dir = tmp_path / "history"
-    plain = _plain_store(runs, store_dir)[0]
-    clash = plain.with_name(f"{history.run_name(plain)}.json.gz")
-    clash.write_bytes(gzip.compress(runs["slowed"].read_bytes()))
-    result = _cli("history", "pack", "--dir", store_dir, cwd=tmp_path)
-    assert result.returncode == 1
-    assert str(plain) in result.stderr and "both are kept" in result.stderr, result.stderr
-    assert plain.read_bytes() == runs["baseline"].read_bytes()
-    assert gzip.decompress(clash.read_bytes()) == runs["slowed"].read_bytes()
-
-
-def test_a_damaged_gzipped_run_is_refused_naming_it(runs: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("damage", ["truncated", "bit flipped"])
+def test_a_damaged_gzipped_run_is_refused_naming_it(runs: dict[str, Path], tmp_path: Path, damage: str) -> None:
     stored = history.store(runs["baseline"], tmp_path / "history")
-    content = stored.path.read_bytes()
-    stored.path.write_bytes(content[: len(content) // 2])
-    with pytest.raises(BenchFileError, match="is not complete gzip data") as raised:
+    content = bytearray(stored.path.read_bytes())
+    if damage == "truncated":
+        del content[len(content) // 2 :]
+    else:
+        content[len(content) // 2] ^= 0x10  # inside the deflate stream: zlib, not gzip's framing, notices
+    stored.path.write_bytes(bytes(content))
+    with pytest.raises(BenchFileError, match="is not sound gzip data") as raised:
         load_run(stored.path)
     assert str(stored.path) in str(raised.value)
-    with pytest.raises(ReportInputError, match="is not complete gzip data"):
+    with pytest.raises(ReportInputError, match="is not sound gzip data"):
         load_inputs([tmp_path / "history"])
+    compared = _cli("compare", "--current", stored.path, "--baseline", runs["baseline"], cwd=tmp_path)
+    assert compared.returncode == 2 and "is not sound gzip data" in compared.stderr, compared.stderr
+
+
+def test_pack_goes_on_past_a_run_it_cannot_pack_and_refuses_a_missing_store(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    store_dir = tmp_path / "history"
+    first, second = _plain_store(runs, store_dir)
+    clash = first.with_name(f"{history.run_name(first)}.json.gz")
+    clash.write_bytes(gzip.compress(runs["slowed"].read_bytes()))  # another run's data under its name
+    result = _cli("history", "pack", "--dir", store_dir, cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout.count("packed: ") == 1 and str(first) in result.stderr, result.stdout + result.stderr
+    assert "1 run(s) packed, 1 left uncompressed" in result.stderr, result.stderr
+    assert "both are kept" in result.stderr, result.stderr
+    assert first.read_bytes() == runs["baseline"].read_bytes() and not second.exists()
+    assert gzip.decompress(clash.read_bytes()) == runs["slowed"].read_bytes()
+    missing = _cli("history", "pack", "--dir", tmp_path / "nowhere", cwd=tmp_path)
+    assert missing.returncode == 1 and "no such history store" in missing.stderr, missing.stderr
+
+
+def test_an_interrupted_pack_leaves_one_run_not_two(runs: dict[str, Path], tmp_path: Path) -> None:
+    store_dir = tmp_path / "history"
+    plain = _plain_store(runs, store_dir)[0]
+    twin = plain.with_name(f"{history.run_name(plain)}.json.gz")
+    twin.write_bytes(gzip.compress(plain.read_bytes()))  # pack stopped between writing the copy and the unlink
+    machine = plain.parent.name
+    assert plain not in history.machine_runs(store_dir, machine) and twin in history.machine_runs(store_dir, machine)
+    assert len(load_inputs([store_dir]).files) == 2, "a run and its gzipped twin were read as two runs"
 
 
 def test_the_report_reads_a_gzipped_store(runs: dict[str, Path], tmp_path: Path) -> None:

@@ -24,7 +24,8 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -114,24 +115,29 @@ def is_run_file(path: Path) -> bool:
     return path.name.endswith((PLAIN, PACKED)) and not path.name.startswith(".")
 
 
-def read_result_text(path: Path) -> str:
-    """The text of a JSON result file, gunzipped when it is named `*.json.gz`.
+def read_result_bytes(path: Path) -> bytes:
+    """The bytes of a JSON result file as the run wrote them, gunzipped when it is named `*.json.gz`.
 
-    Raises OSError when the file cannot be read, and `BenchFileError` when a `.gz` file is not gzip data.
+    Raises OSError when the file cannot be read, and `BenchFileError` when a `.gz` file is not sound gzip data.
     """
+    raw = path.read_bytes()
     if not path.name.endswith(PACKED):
-        return path.read_text(encoding="utf-8", errors="replace")
+        return raw
     try:
-        return gzip.decompress(path.read_bytes()).decode("utf-8", errors="replace")
-    except (gzip.BadGzipFile, EOFError) as error:
+        return gzip.decompress(raw)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
         raise BenchFileError(
-            path, f"is not complete gzip data ({error}); was it copied or written only in part? Restore it"
+            path, f"is not sound gzip data ({error}); was it copied or written only in part? Restore it"
         ) from error
 
 
-def _packed(text: str) -> bytes:
+def read_result_text(path: Path) -> str:
+    return read_result_bytes(path).decode("utf-8", errors="replace")
+
+
+def _packed(raw: bytes) -> bytes:
     # mtime=0: the same run always packs to the same bytes, so storing it again is seen as a repeat.
-    return gzip.compress(text.encode(), compresslevel=9, mtime=0)
+    return gzip.compress(raw, compresslevel=9, mtime=0)
 
 
 def load_run(path: Path | str) -> Run:
@@ -188,11 +194,13 @@ class Stored:
 
 
 def _write_new(path: Path, content: bytes) -> bool:
-    """Create `path` with `content` in one step; False, with nothing written, when `path` already exists."""
+    """Create `path` with `content` in one step, on disk; False, with nothing written, when `path` exists."""
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as tmp:
             tmp.write(content)
+            tmp.flush()
+            os.fsync(tmp.fileno())
         # A hard link appears complete or not at all, and never replaces an existing file (unlike rename).
         os.link(tmp_name, path)
         return True
@@ -200,6 +208,16 @@ def _write_new(path: Path, content: bytes) -> bool:
         return False
     finally:
         os.unlink(tmp_name)
+        _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Put the folder's entries (a new link, an unlink) on disk, so that a crash cannot reorder them."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def store(path: Path | str, directory: Path | str = DEFAULT_DIR) -> Stored:
@@ -213,15 +231,15 @@ def store(path: Path | str, directory: Path | str = DEFAULT_DIR) -> Stored:
         )
     folder = Path(directory) / run.machine_id
     folder.mkdir(parents=True, exist_ok=True)
-    text = read_result_text(run.path)
+    raw = read_result_bytes(run.path)
     for attempt in range(1, 1000):
         # "_N" sorts after the bare name, so a second run with the same name still lists after the first.
         name = run.run_name() if attempt == 1 else f"{run.run_name()}_{attempt}"
         plain, packed = folder / f"{name}{PLAIN}", folder / f"{name}{PACKED}"
         for existing in (packed, plain):
-            if existing.exists() and read_result_text(existing) == text:
+            if existing.exists() and read_result_bytes(existing) == raw:
                 return Stored(existing, new=False)
-        if not plain.exists() and _write_new(packed, _packed(text)):
+        if not plain.exists() and _write_new(packed, _packed(raw)):
             return Stored(packed, new=True)
     raise BenchFileError(run.path, f"999 different runs named {run.run_name()}* are already in {folder}")
 
@@ -234,32 +252,40 @@ class Packed:
     bytes_after: int
 
 
-def pack(directory: Path | str = DEFAULT_DIR) -> list[Packed]:
-    """Replace each uncompressed run in the store by its gzipped copy, once the copy reads back identical.
-
-    A run that is not valid pytest-benchmark JSON is left as it is (and reported by raising), so nothing the
-    store holds is ever lost.
+def pack(directory: Path | str = DEFAULT_DIR) -> tuple[list[Packed], list[BenchFileError]]:
+    """Replace each uncompressed run in the store by its gzipped copy, once the copy is on disk and reads back
+    identical; the runs packed, and the problems of those left as they were (nothing is ever deleted unproven).
     """
-    done = []
-    for machine in machines(directory):
-        for source in machine_runs(directory, machine):
-            if not source.name.endswith(PLAIN):
-                continue
-            load_run(source)
-            raw = source.read_bytes()
-            target = source.with_name(f"{run_name(source)}{PACKED}")
-            if target.exists():
-                if gzip.decompress(target.read_bytes()) != raw:
-                    raise BenchFileError(
-                        source, f"differs from {target.name} beside it; both are kept: move one of them aside"
-                    )
-            elif not _write_new(target, gzip.compress(raw, compresslevel=9, mtime=0)):
-                raise BenchFileError(source, f"{target.name} appeared beside it while packing; run pack again")
-            if gzip.decompress(target.read_bytes()) != raw:
-                raise BenchFileError(target, f"does not read back as {source.name}; both are kept")
-            source.unlink()
-            done.append(Packed(source, target, len(raw), target.stat().st_size))
-    return done
+    root = Path(directory)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such history store; give the folder `tox -e bench` stores runs in")
+    done: list[Packed] = []
+    problems: list[BenchFileError] = []
+    for source in sorted(root.glob(f"*/*{PLAIN}")):
+        if source.name.startswith("."):
+            continue
+        try:
+            done.append(_pack_one(source))
+        except BenchFileError as problem:
+            problems.append(problem)
+        except OSError as error:
+            problems.append(BenchFileError(source, f"left as it is: {error.strerror or error}"))
+    return done, problems
+
+
+def _pack_one(source: Path) -> Packed:
+    raw = source.read_bytes()
+    target = source.with_name(f"{run_name(source)}{PACKED}")
+    if target.exists():
+        if read_result_bytes(target) != raw:
+            raise BenchFileError(source, f"differs from {target.name} beside it; both are kept: move one of them aside")
+    elif not _write_new(target, _packed(raw)):
+        raise BenchFileError(source, f"{target.name} appeared beside it while packing; run pack again")
+    if read_result_bytes(target) != raw:
+        raise BenchFileError(target, f"does not read back as {source.name}; both are kept")
+    source.unlink()
+    _sync_folder(source.parent)
+    return Packed(source, target, len(raw), target.stat().st_size)
 
 
 def machine_runs(directory: Path | str, machine: str) -> list[Path]:
@@ -267,7 +293,15 @@ def machine_runs(directory: Path | str, machine: str) -> list[Path]:
     folder = Path(directory) / machine
     if not folder.is_dir():
         return []
-    return sorted((path for path in folder.iterdir() if path.is_file() and is_run_file(path)), key=_order)
+    return sorted(without_packed_twins(path for path in folder.iterdir() if path.is_file() and is_run_file(path)),
+                  key=_order)  # fmt: skip
+
+
+def without_packed_twins(paths: Iterable[Path]) -> list[Path]:
+    """`paths` less each `X.json` whose `X.json.gz` is among them (what an interrupted `pack` leaves): one run."""
+    chosen = list(paths)
+    packed = {path.with_name(run_name(path)) for path in chosen if path.name.endswith(PACKED)}
+    return [path for path in chosen if path.name.endswith(PACKED) or path.with_name(run_name(path)) not in packed]
 
 
 def _order(path: Path) -> tuple[str, str]:
@@ -310,12 +344,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "pack":
         try:
-            packed = pack(args.dir)
-        except (BenchFileError, OSError) as error:
-            print(f"error: {error}; the runs packed before it are done, the rest are untouched", file=sys.stderr)
+            packed, problems = pack(args.dir)
+        except FileNotFoundError as error:
+            print(f"error: {error}", file=sys.stderr)
             return 1
         for item in packed:
             print(f"packed: {item.source} -> {item.packed.name} ({item.bytes_before:,} -> {item.bytes_after:,} bytes)")
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        if problems:
+            print(f"{len(packed)} run(s) packed, {len(problems)} left uncompressed (above)", file=sys.stderr)
+            return 1
         print(f"{len(packed)} run(s) packed" if packed else f"nothing to pack: every run under {args.dir} is gzipped")
         return 0
     if args.command == "list":

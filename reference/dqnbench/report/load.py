@@ -18,7 +18,13 @@ import numpy as np
 import pandas as pd
 
 # The history store's own machine id, so that the report names machines as the store's folders do.
-from dqnbench.bench.history import BenchFileError, is_run_file, machine_id_from_info, read_result_text
+from dqnbench.bench.history import (
+    BenchFileError,
+    is_run_file,
+    machine_id_from_info,
+    read_result_text,
+    without_packed_twins,
+)
 
 CONFORMANCE_SCHEMA = "dqnbench.conformance/1"
 TRAINING_COLUMNS = ("episode", "duration", "total_steps", "epsilon", "mean_loss", "wall_s")
@@ -111,9 +117,9 @@ def _expand(paths: Sequence[Path]) -> list[tuple[Path, bool]]:
     found: dict[Path, tuple[Path, bool]] = {}
     for path in paths:
         if path.is_dir():
-            for p in sorted(path.rglob("*")):
-                if p.is_file() and (is_run_file(p) or p.name == "durations.csv"):
-                    found.setdefault(p.resolve(), (p, False))
+            files = [p for p in sorted(path.rglob("*")) if p.is_file()]
+            for p in without_packed_twins(p for p in files if is_run_file(p) or p.name == "durations.csv"):
+                found.setdefault(p.resolve(), (p, False))
         elif path.is_file():
             found[path.resolve()] = (path, True)
         else:
