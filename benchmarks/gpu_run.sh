@@ -11,7 +11,8 @@
 #                                            python -m dqnbench.bench.history store ...)
 #   bench-gpu-cuda.log, bench-gpu-cpu.log     the runs' output
 #   gpu.txt                                  nvidia-smi's and torch's view of the card
-# A copied tree may carry a stale .git: give the code's commit as DQNBENCH_COMMIT=$(git rev-parse HEAD)[-dirty]
+# A copied tree may carry a stale .git: give the code's commit as
+# DQNBENCH_COMMIT=$(git rev-parse HEAD)$(git diff --quiet HEAD || echo -dirty)
 # (from the shell that holds the repository) and the JSON records it, keeping what git said under commit_info.git.
 # Takes about 2-3 minutes on an H100 (max 0.5 s of rounds per benchmark); stops itself after 150 + 150 s.
 set -uo pipefail

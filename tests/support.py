@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from dqnbench.bench.subjects import fast_subject
 from dqnbench.bench.workload import fill, render_screens, rollout
-from dqnbench.learner import Batch
+from dqnbench.learner import Batch, make_target, optimize_step
 
 
 def snapshot(net: nn.Module) -> dict[str, Tensor]:
@@ -75,8 +75,6 @@ def screen_batch(size: int = 128) -> Batch:
 
 def float64_step(reference: nn.Module, batch: Batch, *, gamma: float, lr: float) -> tuple[nn.Module, Tensor]:
     """The reference's step in float64 on a copy of `reference` (as it was before its own step): the oracle."""
-    from dqnbench.learner import make_target, optimize_step
-
     exact = copy.deepcopy(reference).double()
     in_float64 = Batch(
         batch.states.double(), batch.actions, batch.rewards.double(), batch.non_final_mask,
@@ -90,8 +88,9 @@ def float64_step(reference: nn.Module, batch: Batch, *, gamma: float, lr: float)
 def assert_as_accurate_as_reference(
     call: str, exact: nn.Module, reference: nn.Module, got: nn.Module, exact_loss: Tensor, got_loss: Tensor
 ) -> None:
-    """Each gradient of `got` is as close to the float64 step's as the float32 reference's is, give or take
-    `STEP_TOLERANCE`: |got - exact| <= 2 |reference - exact| + 1e-5 per tensor.
+    """Each gradient and buffer (BatchNorm's running statistics) of `got` is as close to the float64 step's as
+    the float32 reference's is, give or take `STEP_TOLERANCE`: |got - exact| <= 2 |reference - exact| + 1e-5 per
+    tensor.
 
     For implementations that do not share the reference's kernels (CUDA against the CPU), where elementwise
     equality within 1e-5 is not a property of float32 at all: the reference itself is up to 6e-5 from float64
@@ -99,12 +98,23 @@ def assert_as_accurate_as_reference(
     """
     torch.testing.assert_close(got_loss.double(), exact_loss, rtol=STEP_TOLERANCE, atol=STEP_TOLERANCE,
                                msg=lambda m: f"{call}: loss vs float64: {m}")  # fmt: skip
-    pairs = zip(exact.named_parameters(), reference.parameters(), got.parameters(), strict=True)
-    for (name, p_exact), p_reference, p_got in pairs:
-        reference_error = float((p_reference.grad.double() - p_exact.grad).abs().max())
-        got_error = float((p_got.grad.double() - p_exact.grad).abs().max())
+    gradients = [
+        (f"grad {name}", p_exact.grad, p_reference.grad, p_got.grad)
+        for (name, p_exact), p_reference, p_got in zip(
+            exact.named_parameters(), reference.parameters(), got.parameters(), strict=True
+        )
+    ]
+    buffers = [
+        (f"buffer {name}", b_exact, b_reference, b_got)
+        for (name, b_exact), b_reference, b_got in zip(
+            exact.named_buffers(), reference.buffers(), got.buffers(), strict=True
+        )
+    ]
+    for what, exact_value, reference_value, got_value in gradients + buffers:
+        reference_error = float((reference_value.double() - exact_value.double()).abs().max())
+        got_error = float((got_value.double() - exact_value.double()).abs().max())
         allowed = 2 * reference_error + STEP_TOLERANCE
         assert got_error <= allowed, (
-            f"{call}: grad {name} is {got_error:.3g} from the float64 step's, the reference's is "
+            f"{call}: {what} is {got_error:.3g} from the float64 step's, the reference's is "
             f"{reference_error:.3g}; allowed 2 x that + {STEP_TOLERANCE:g} = {allowed:.3g}"
         )

@@ -71,6 +71,7 @@ def test_page_faults_are_counted_per_call() -> None:
         # A new anonymous mapping each call, written once per page: at least 256 faults per call. (Not a
         # bytearray: once the allocator is pinned, malloc may serve it from heap pages touched long ago.)
         with mmap.mmap(-1, 64 * 2**20) as buffer:
+            buffer.madvise(mmap.MADV_NOHUGEPAGE)  # 4 KiB pages whatever the system's transparent huge pages
             for offset in range(0, len(buffer), page):
                 buffer[offset] = 1
 

@@ -24,6 +24,7 @@ from dqnbench.conformance.adapter import (
 )
 from dqnbench.conformance.checks import CHECKS, check_names, golden_transition_batch, run_all, run_check
 from dqnbench.learner import collate
+from dqnbench.nets import DQN
 from dqnbench.policy import epsilon
 from dqnbench.replay import ReplayMemory
 
@@ -163,6 +164,35 @@ def test_undetached_targets_fail_the_gradient_check():
     )
     assert result.outcome == "failed"
     assert "expected requires_grad=False" in result.message and "missing detach" in result.message
+
+
+class _NanGradient(torch.autograd.Function):
+    """Identity forward; a NaN gradient backward: the gradient check must fail it, not pass it by comparison."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.full_like(grad, float("nan"))
+
+
+class _NanBackwardDQN(DQN):
+    def __init__(self, *args):
+        super().__init__(*args)
+        # Between the convolutions and the head: every convolution's parameters get a NaN gradient.
+        self.features.register_forward_hook(lambda module, inputs, output: _NanGradient.apply(output))
+
+
+@pytest.mark.parametrize("network", ["reference", "nan backward"])
+def test_the_screen_difference_gradient_check_fails_nan_gradients(network):
+    adapter = REFERENCE if network == "reference" else dataclasses.replace(REFERENCE, make_network=_NanBackwardDQN)
+    result = run_check(adapter, check_by_name("check_network_gradients_on_screen_differences"))
+    if network == "reference":
+        assert result.outcome == "passed", result.message
+    else:
+        assert result.outcome == "failed" and "non-finite gradients in" in result.message, result.message
 
 
 def test_check_names_are_unique_and_documented():

@@ -19,7 +19,7 @@ CHANNELS_LAST = torch.channels_last
 
 
 def _offset_dominated(seed: int = 0) -> torch.Tensor:
-    """A batch-128 conv1-sized activation: each channel ~20 standard deviations away from zero."""
+    """A batch-128 conv1-sized activation: each channel 10 to 400 standard deviations away from zero."""
     g = torch.Generator().manual_seed(seed)
     offset = torch.linspace(0.05, 2.0, 16)[None, :, None, None]
     return (offset + 0.005 * torch.randn(128, 16, 18, 43, generator=g)).contiguous(memory_format=CHANNELS_LAST)
@@ -97,3 +97,27 @@ def test_replacing_keeps_the_parameters_an_optimizer_already_holds() -> None:
     old = bn.weight.detach().clone()
     optimizer.step()
     assert not torch.equal(bn.weight.detach(), old), "the optimizer built before no longer reaches the BatchNorm"
+
+
+def test_without_affine_parameters_it_is_as_accurate() -> None:
+    x = _offset_dominated()
+    expected = nn.BatchNorm2d(16, affine=False).double()(x.double())
+    got = AccurateBatchNorm2d(16, affine=False)(x)
+    torch.testing.assert_close(got.double(), expected, rtol=2e-5, atol=2e-5 * float(expected.abs().max()))
+
+
+def test_a_second_derivative_is_refused_not_wrong() -> None:
+    x = _offset_dominated().double().requires_grad_()
+    out = AccurateBatchNorm2d(16).double()(x)
+    (first,) = torch.autograd.grad(out.square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        first.sum().backward()
+
+
+def test_mixed_precision_is_left_to_nn_batchnorm2d() -> None:
+    torch.manual_seed(0)
+    plain = nn.BatchNorm2d(16)
+    accurate = accurate_batchnorm(nn.Sequential(copy.deepcopy(plain)))[0]
+    x = _offset_dominated()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.testing.assert_close(accurate(x.bfloat16()), plain(x.bfloat16()), rtol=0, atol=0)

@@ -5,6 +5,7 @@ import copy
 import pytest
 import torch
 
+from bugzoo import channels_last_native_batchnorm
 from dqnbench.fast.gpu_check import random_batch
 from dqnbench.fast.learner import FoldedTarget, compiled, fast_optimize_step, use_foreach
 from dqnbench.fast.parts import make_network
@@ -43,13 +44,8 @@ def test_fast_step_equals_the_reference_step_on_screen_differences(double_dqn, c
     assert_fast_step_equals_reference(screen_batch(), double_dqn, compile_networks)
 
 
-def _channels_last_as_before(height: int, width: int, n_actions: int) -> torch.nn.Module:
-    """The fast network until 2026-11-26: PyTorch's channels-last BatchNorm, which drifts on screen differences."""
-    return DQN(height, width, n_actions).to(memory_format=torch.channels_last)
-
-
 @pytest.mark.parametrize(
-    "network", [make_network, _channels_last_as_before], ids=["fast network", "channels-last BatchNorm (the bug)"]
+    "network", [make_network, channels_last_native_batchnorm], ids=["fast network", "channels-last BatchNorm (the bug)"]
 )
 def test_the_cross_device_criterion_catches_a_drifting_batchnorm(network):
     """`assert_as_accurate_as_reference` (the CUDA tests' criterion) passes the fast step and fails the bug."""
@@ -68,7 +64,6 @@ def test_the_cross_device_criterion_catches_a_drifting_batchnorm(network):
     else:
         with pytest.raises(AssertionError, match="from the float64 step's"):
             assert_as_accurate_as_reference("fast_optimize_step", exact, reference, fast, exact_loss, got)
-
 
 
 def assert_fast_step_equals_reference(batch: Batch, double_dqn: bool, compile_networks: bool) -> None:

@@ -21,7 +21,7 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "check_network_output_shapes": ("passed", ""),
     "check_network_golden_outputs": ("passed", ""),
     # SB3 casts observations to float32 before its extractor, so no float64 copy of its network can run
-    "check_network_gradients_on_screen_differences": ("skipped", "does not run in float64"),
+    "check_network_gradients_on_screen_differences": ("skipped", "the oracle is a float64 copy of the network"),
     "check_bellman_targets": ("passed", ""),
     "check_bellman_terminal_masking": ("passed", ""),
     "check_bellman_truncation_bootstraps": ("passed", ""),

@@ -134,7 +134,7 @@ def _relu_before_batchnorm(height: int, width: int, n_actions: int, in_channels:
     return net
 
 
-def _channels_last_native_batchnorm(height: int, width: int, n_actions: int, in_channels: int) -> nn.Module:
+def channels_last_native_batchnorm(height: int, width: int, n_actions: int, in_channels: int = 3) -> nn.Module:
     # BUG: dqnbench.fast's network until 2026-11-26: channels-last for oneDNN, with PyTorch's channels-last
     # BatchNorm, whose training statistics drift on mostly-zero screens (gradients ~1e-2 off).
     net = nets.DQN(height, width, n_actions, in_channels)
@@ -290,7 +290,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "channels_last_batchnorm_drift",
         "channels-last BatchNorm sums its training statistics one value at a time in float32",
         ["check_network_gradients_on_screen_differences"],
-        make_network=_channels_last_native_batchnorm,
+        make_network=channels_last_native_batchnorm,
     ),
     mutant(
         "screen_half_world",

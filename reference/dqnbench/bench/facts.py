@@ -67,7 +67,8 @@ def commit_override() -> tuple[str, bool] | None:
     if match is None:
         raise ValueError(
             f"{COMMIT_ENV}={value!r}: expected a git commit id (7 to 40 lower-case hex digits), optionally "
-            f"followed by -dirty; e.g. {COMMIT_ENV}=$(git rev-parse HEAD) in the shell that holds the repository"
+            f"followed by -dirty; e.g. {COMMIT_ENV}=$(git rev-parse HEAD)$(git diff --quiet HEAD || echo -dirty) in "
+            "the shell that holds the repository"
         )
     return match[1], match[2] is not None
 

@@ -17,6 +17,7 @@ that cannot apply to an implementation (`NotApplicable`: e.g. a network that wil
 from __future__ import annotations
 
 import copy
+import math
 import random
 import time
 import traceback
@@ -388,8 +389,9 @@ def check_network_gradients_on_screen_differences(adapter: DQNAdapter) -> str:
         q_exact = exact(states.double())
     except Exception as error:
         raise NotApplicable(
-            f"the oracle is a float64 copy of the network, and {adapter.name}'s network does not run in float64 "
-            f"({type(error).__name__}: {error})"
+            f"the oracle is a float64 copy of the network, and running {adapter.name}'s copy raised "
+            f"{type(error).__name__}: {error} (a network that casts its input to float32, as SB3's policies do, "
+            "cannot be checked this way)"
         ) from error
     _invoke(f"{call}: (Q * weights).sum().backward()", lambda: (q.cpu() * weights).sum().backward())
     (q_exact * weights.double()).sum().backward()
@@ -399,17 +401,21 @@ def check_network_gradients_on_screen_differences(adapter: DQNAdapter) -> str:
         raise _fail(call, f"no gradient reached {missing}", "a parameter is detached from the forward pass")
     scale = max(float(e.abs().max()) for _, _, e in pairs if e is not None)
     problem = _mismatch(_as_tensor(call, q), q_exact.detach(), atol=NETWORK_TOL, rtol=NETWORK_TOL, what="Q-values")
-    worst = max(pairs, key=lambda pair: float((pair[1] - pair[2]).abs().max()))  # type: ignore[operator]
-    deviation = float((worst[1] - worst[2]).abs().max())  # type: ignore[operator]
-    if problem or deviation > GRADIENT_TOL * scale:
+    deviations = {name: float((grad - e).abs().max()) for name, grad, e in pairs}  # type: ignore[operator]
+    # NaN compares False with everything, so non-finite deviations are looked for by name, not by max().
+    non_finite = [name for name, value in deviations.items() if not math.isfinite(value)]
+    worst = non_finite[0] if non_finite else max(deviations, key=deviations.__getitem__)
+    deviation = deviations[worst]
+    if problem or non_finite or deviation > GRADIENT_TOL * scale:
         raise _fail(
             call,
             problem
-            or f"gradient of {worst[0]} differs from the float64 copy's by {deviation:.3g}; allowed "
+            or (f"non-finite gradients in {non_finite}" if non_finite else "")
+            or f"gradient of {worst} differs from the float64 copy's by {deviation:.3g}; allowed "
             f"{GRADIENT_TOL:g} x the largest gradient ({scale:.3g}) = {GRADIENT_TOL * scale:.3g}",
             "BatchNorm statistics summed inaccurately in float32 (PyTorch's channels-last CPU kernel adds each "
-            "channel's values one at a time; mostly-zero screens make a conv's output nearly constant), or a "
-            "reduced-precision mode (bf16/tf32) is on",
+            "channel's values one at a time; mostly-zero screens make a conv's output nearly constant), a "
+            "reduced-precision mode (bf16/tf32), or a NaN in the backward pass",
         )
     return (
         f"gradients within {deviation / scale:.1e} x the largest of a float64 copy's (allowed {GRADIENT_TOL:g}) "

@@ -5,7 +5,8 @@ time in float32. On the seed's screens (differences of two frames: about 90 % ze
 mostly its bias, and over the 99,072 values per channel of a batch of 128 that running sum drifts: the batch
 mean comes out 1.2e-4 off (0.04916 for 0.04904), and normalising by a standard deviation of ~0.05-0.1 turns it
 into gradients 4e-3 away from the reference's (contiguous) step. Everywhere else (evaluation mode, other
-layouts, CUDA, inside torch.compile) this module is `nn.BatchNorm2d` unchanged.
+layouts, CUDA, reduced or mixed precision, inside torch.compile with inductor) this module is `nn.BatchNorm2d`
+unchanged. Its backward pass is once-differentiable: asking for a second derivative raises.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ class _TwoPassBatchNorm(torch.autograd.Function):
     """Training-mode batch norm from two-pass statistics; returns (output, mean, biased variance)."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(
+        ctx: Any, x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float
+    ) -> tuple[Tensor, Tensor, Tensor]:
         channels = x.shape[1]
         count = x.numel() // channels
         mean = x.sum(dim=(0, 2, 3)).div_(count)
@@ -43,10 +46,12 @@ class _TwoPassBatchNorm(torch.autograd.Function):
         return out, mean, var
 
     @staticmethod
-    def backward(ctx: Any, grad_out: Tensor, *_: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:
+    @torch.autograd.function.once_differentiable  # the saved statistics carry no graph: no second derivative
+    def backward(ctx: Any, grad_out: Tensor, *_: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
         centred, weight, zero, invstd = ctx.saved_tensors
+        wanted = list(ctx.needs_input_grad[:3])
         grad_x, grad_weight, grad_bias = torch.ops.aten.native_batch_norm_backward(
-            grad_out, centred, weight, None, None, zero, invstd, True, ctx.eps, [True, True, True]
+            grad_out, centred, weight, None, None, zero, invstd, True, ctx.eps, wanted
         )
         return grad_x, grad_weight, grad_bias, None
 
@@ -56,11 +61,13 @@ class AccurateBatchNorm2d(nn.BatchNorm2d):
 
     def forward(self, x: Tensor) -> Tensor:
         accurate = (
-            # torch.compile lowers nn.BatchNorm2d to reductions of its own (Welford), accurate already.
+            # torch.compile's inductor lowers nn.BatchNorm2d to reductions of its own (Welford), accurate already.
             not torch.compiler.is_compiling()
             and self.training
-            and self.affine
             and x.device.type == "cpu"
+            # Mixed precision (autocast, a bf16 input) is nn.BatchNorm2d's to handle.
+            and x.dtype in (torch.float32, torch.float64)
+            and (self.weight is None or x.dtype == self.weight.dtype)
             and x.dim() == 4
             and x.is_contiguous(memory_format=torch.channels_last)
             and x.numel() > x.shape[1]  # one value per channel: let nn.BatchNorm2d raise its error

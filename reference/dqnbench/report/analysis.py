@@ -262,9 +262,18 @@ def learning_summary(training: pd.DataFrame, threshold: float = 195.0, window: i
 
 
 def newest_conformance(conformance: pd.DataFrame) -> pd.DataFrame:
-    """Each implementation's outcome of each check from its most recently created result (file order breaks ties)."""
-    ordered = conformance.sort_values("created", kind="stable")
-    return ordered.drop_duplicates(["implementation", "check"], keep="last")
+    """Each implementation's rows from its most recently created result file, and only those: a check that
+    the newest run left out (a `-k` subset, a renamed check) is absent, not carried over from an older run.
+    Times are compared as times (any ISO 8601 offset); a result without a readable one counts as the oldest,
+    and reading order breaks ties."""
+    if conformance.empty:
+        return conformance
+    created = pd.to_datetime(conformance["created"], utc=True, errors="coerce", format="ISO8601")
+    ordered = conformance.assign(_created=created, _read=range(len(conformance))).sort_values(
+        ["_created", "_read"], na_position="first", kind="stable"
+    )
+    newest_source = ordered.groupby("implementation")["source"].last()
+    return conformance[conformance["source"] == conformance["implementation"].map(newest_source)]
 
 
 def conformance_matrix(conformance: pd.DataFrame) -> pd.DataFrame:

@@ -550,7 +550,7 @@ def conformance_section(conformance: pd.DataFrame, numbering: Numbering) -> Sect
         else:
             text = f"`{impl}` passed {passed} of {ran} checks and failed {len(failed)} ({listing(failed)})"
         if skipped:
-            text += f", skipping {count(skipped, 'check')} for which it supplies no part"
+            text += f", skipping {count(skipped, 'check')} (a part it does not supply, or a check that cannot apply)"
         sentences.append(text + ".")
     newest = analysis.newest_conformance(conformance)
     failures = newest[newest["outcome"] == "failed"]
