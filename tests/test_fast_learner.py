@@ -24,10 +24,10 @@ TOL = STEP_TOLERANCE
 NOISE = GRADIENT_NOISE
 
 
-def _pair(seed: int = 0):
+def _pair(seed: int = 0, network=make_network):
     torch.manual_seed(seed)
     reference = DQN(40, 90, 2)
-    fast = make_network(40, 90, 2)
+    fast = network(40, 90, 2)
     fast.load_state_dict(reference.state_dict())
     return reference, fast
 
@@ -50,10 +50,7 @@ def test_fast_step_equals_the_reference_step_on_screen_differences(double_dqn, c
 def test_the_cross_device_criterion_catches_a_drifting_batchnorm(network):
     """`assert_as_accurate_as_reference` (the CUDA tests' criterion) passes the fast step and fails the bug."""
     batch = screen_batch()
-    torch.manual_seed(0)
-    reference = DQN(40, 90, 2)
-    fast = network(40, 90, 2)
-    fast.load_state_dict(reference.state_dict())
+    reference, fast = _pair(network=network)
     exact, exact_loss = float64_step(reference, batch, gamma=0.999, lr=0.01)
     optimize_step(reference, make_target(reference), torch.optim.RMSprop(reference.parameters(), lr=0.01), batch,
                   gamma=0.999)  # fmt: skip

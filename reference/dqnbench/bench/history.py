@@ -276,12 +276,12 @@ def pack(directory: Path | str = DEFAULT_DIR) -> tuple[list[Packed], list[BenchF
 def _pack_one(source: Path) -> Packed:
     raw = source.read_bytes()
     target = source.with_name(f"{run_name(source)}{PACKED}")
-    if target.exists():
-        if read_result_bytes(target) != raw:
-            raise BenchFileError(source, f"differs from {target.name} beside it; both are kept: move one of them aside")
-    elif not _write_new(target, _packed(raw)):
+    existed = target.exists()
+    if not existed and not _write_new(target, _packed(raw)):
         raise BenchFileError(source, f"{target.name} appeared beside it while packing; run pack again")
     if read_result_bytes(target) != raw:
+        if existed:
+            raise BenchFileError(source, f"differs from {target.name} beside it; both are kept: move one of them aside")
         raise BenchFileError(target, f"does not read back as {source.name}; both are kept")
     source.unlink()
     _sync_folder(source.parent)

@@ -231,21 +231,22 @@ class VectorTrainer:
     def step(self) -> Tensor | None:
         """One vector step: act, step, draw, store, and one optimisation step once the ring holds a batch."""
         learning = self._learning()
-        loss = None
         if learning and self.config.cuda_graph:
-            loss = self._replay()
-            self.memory.count(self.envs)
-        else:
-            self._collect()
-            self.memory.count(self.envs)
-            if learning:
-                loss = self._learn()
-        self.env_steps += self.envs
-        if learning:
-            self._learned()
+            return self._replay()
+        return self._eager_step(learning)
+
+    def _eager_step(self, learning: bool) -> Tensor | None:
+        self._collect()
+        self.memory.count(self.envs)  # sample() checks the host's count, so it follows the store
+        loss = self._learn() if learning else None
+        self._counted(learning)
         return loss
 
-    def _learned(self) -> None:
+    def _counted(self, learned: bool) -> None:
+        """The host's bookkeeping after a vector step ran: steps taken, and the target synced on schedule."""
+        self.env_steps += self.envs
+        if not learned:
+            return
         self.optimize_steps += 1
         if self.optimize_steps % (self.config.target_update_steps or TARGET_SYNC_STEPS) == 0:
             sync_target(self.policy, self.target)
@@ -255,6 +256,8 @@ class VectorTrainer:
         if self.graph is None or self.loss is None:
             self.graph, self.loss = self._capture()
         self.graph.replay()
+        self.memory.count(self.envs)
+        self._counted(True)
         return self.loss.clone()
 
     def _capture(self) -> tuple[torch.cuda.CUDAGraph, Tensor]:
@@ -262,13 +265,10 @@ class VectorTrainer:
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(WARMUP_STEPS):
-                self._collect()
-                self.memory.count(self.envs)
-                self._learn()
-                self.env_steps += self.envs
-                self._learned()
+                self._eager_step(learning=True)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
+        # Recorded, not run: the host's counts advance only when the graph is replayed.
         with torch.cuda.graph(graph):
             self._collect()
             loss = self._learn()
