@@ -144,3 +144,24 @@ def test_screen_batch_moves_as_uint8_and_materializes_the_same_states(config):
     moved = batch.to("cpu")
     assert moved.screens.dtype == torch.uint8 and moved.stack == batch.stack, "to() must keep the uint8 screens"
     _assert_same_batch(batch, moved, "ScreenBatch.to('cpu')")
+
+
+def test_screen_memory_states_come_in_the_layout_each_step_needs():
+    # dense() feeds the fast network, which runs channels-last: a contiguous state would be copied once more.
+    # materialize() feeds any network, the reference's included, and a network given channels-last input
+    # sums in another order than the reference's on the same numbers.
+    memory = ScreenMemory(100, seed=0)
+    _feed([memory], DQNConfig(), EPISODES)
+    batch = memory.sample_batch(16)
+    dense, seed = batch.dense(), batch.materialize()
+    for name, tensor in [("dense().states", dense.states), ("dense().next_states", dense.next_states)]:
+        assert tensor.is_contiguous(memory_format=torch.channels_last), f"{name}: strides {tensor.stride()}"
+    for name in ("states", "non_final_next_states"):
+        tensor = getattr(seed, name)
+        assert tensor.is_contiguous(), f"materialize().{name}: strides {tensor.stride()}, expected contiguous"
+
+
+def test_screen_memory_refuses_screens_without_batch_and_channel_dimensions():
+    memory = ScreenMemory(10)
+    with pytest.raises(ValueError, match=r"screen of shape \(8, 10\), expected \(1, C, H, W\)"):
+        memory.observe(torch.zeros(8, 10), first=True)

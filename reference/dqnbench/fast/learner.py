@@ -2,6 +2,8 @@
 
 What changes, and why it is the same step:
 - the networks run in channels-last memory layout, which oneDNN's convolutions prefer (same arithmetic);
+- a `ScreenMemory` batch becomes float states written straight in that layout, and the target evaluates every
+  row's next state, dropping the final rows' values after (`ScreenBatch.dense`): no state is copied once made;
 - the frozen target network's BatchNorm layers are folded into its convolutions (eval mode only rescales and
   shifts, so conv + BN is one conv with adjusted weights); the folded copy is rebuilt whenever a parameter or
   buffer of the target changes (`sync_target` copies in place, which bumps the tensors' versions);
@@ -21,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from dqnbench.fast.memory import ScreenBatch
 from dqnbench.learner import Batch, ReplayBatch, bellman_targets, next_state_values
 
 
@@ -138,7 +141,14 @@ def fast_optimize_step(
     double_dqn: bool = False,
 ) -> Tensor:
     """`dqnbench.learner.optimize_step` with the speed-ups above; returns the loss before the step."""
-    batch = channels_last(batch.materialize())
-    values = next_state_values(target, batch, policy_net if double_dqn else None)
-    targets = bellman_targets(batch.rewards, values, batch.non_final_mask, gamma)
-    return td_update(policy_net, optimizer, batch.states, batch.actions, targets, grad_clip)
+    chooser = policy_net if double_dqn else None
+    if isinstance(batch, ScreenBatch):
+        # Every row's next state is at hand: evaluating the few final ones too, then dropping their values,
+        # costs less than copying the others out.
+        dense = batch.dense()
+        targets = dense.targets(target, gamma, chooser)
+        return td_update(policy_net, optimizer, dense.states, dense.actions, targets, grad_clip)
+    seed = channels_last(batch.materialize())
+    values = next_state_values(target, seed, chooser)
+    targets = bellman_targets(seed.rewards, values, seed.non_final_mask, gamma)
+    return td_update(policy_net, optimizer, seed.states, seed.actions, targets, grad_clip)

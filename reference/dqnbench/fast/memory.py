@@ -133,9 +133,14 @@ class DenseBatch:
     next_states: Tensor
     """(B, C, H, W); rows that do not continue are ignored."""
 
-    def targets(self, target: nn.Module, gamma: float) -> Tensor:
-        """r + gamma * max_a Q_target(s', a) where the row continues, r where it is final."""
-        return bellman_targets(self.rewards, best_next_values(target, self.next_states), self.continues, gamma)
+    def targets(self, target: nn.Module, gamma: float, policy: nn.Module | None = None) -> Tensor:
+        """r + gamma * max_a Q_target(s', a) where the row continues, r where it is final.
+
+        The target evaluates every row (the final ones' values are then dropped), so it must be in eval mode,
+        where rows are independent. With `policy` given, Double DQN (`best_next_values`).
+        """
+        values = best_next_values(target, self.next_states, policy)
+        return bellman_targets(self.rewards, values, self.continues, gamma)
 
 
 @dataclass(frozen=True)
@@ -163,20 +168,26 @@ class ScreenBatch:
 
     def _float_states(self) -> tuple[Tensor, Tensor]:
         """Each transition's state and next state (also for final transitions), as float."""
-        screens = self.screens.to(torch.float32).div_(255)  # float32(u) / 255, as ToTensor converts it
+        # float32(u) / 255, as ToTensor converts it; `to` keeps the screens' (H, W, C) memory order.
+        screens = self.screens.to(torch.float32).div_(255)
         if self.stack:
             return _states(screens[:, :-1], True), _states(screens[:, 1:], True)
-        # Both differences in one operation: each state's and its next state's.
-        differences = screens[:, 1:] - screens[:, :-1]
+        batch, count, channels, height, width = screens.shape
+        # Both differences in one operation (each state's and its next state's), each written as one
+        # channels-last block: the layout the fast network reads, so nothing is copied again before it.
+        differences = screens.new_empty((count - 1, batch, height, width, channels)).permute(1, 0, 4, 2, 3)
+        torch.sub(screens[:, 1:], screens[:, :-1], out=differences)
         return differences[:, 0], differences[:, 1]
 
     def dense(self) -> DenseBatch:
-        """The batch with a next state in every row: unlike `materialize`, nothing waits for the device."""
+        """The batch with a next state in every row, states in channels-last layout (from the seed's
+        difference recipe): unlike `materialize`, nothing waits for the device."""
         states, following = self._float_states()
         return DenseBatch(states, self.actions, self.rewards, self.non_final_mask, following)
 
     def materialize(self) -> Batch:
-        states, following = self._float_states()
+        # Contiguous, as the reference's states are: a network given channels-last input sums in another order.
+        states, following = (t.contiguous() for t in self._float_states())
         return Batch(
             states=states,
             actions=self.actions,
@@ -184,6 +195,13 @@ class ScreenBatch:
             non_final_mask=self.non_final_mask,
             non_final_next_states=following if bool(self.non_final_mask.all()) else following[self.non_final_mask],
         )
+
+
+def _screen_ring(size: int, screen_shape: torch.Size, device: torch.device) -> Tensor:
+    """(size, C, H, W) uint8 screens held in memory as (H, W, C): sampled screens then convert straight into
+    the channels-last states the fast network reads (`ScreenBatch.dense`)."""
+    channels, height, width = screen_shape
+    return torch.empty((size, height, width, channels), dtype=torch.uint8, device=device).permute(0, 3, 1, 2)
 
 
 class ScreenMemory(_Ring):
@@ -219,13 +237,16 @@ class ScreenMemory(_Ring):
             self._pending = [*self._window, screen_id]
 
     def _store(self, screen: Tensor) -> int:
+        if screen.dim() != 4 or screen.shape[0] != 1:
+            raise ValueError(
+                f"ScreenMemory.observe: screen of shape {tuple(screen.shape)}, expected (1, C, H, W) as get_screen "
+                "returns it; pass each screen with its batch and channel dimensions"
+            )
         pixels = screen.detach().mul(255).round_()
         if self._screens is None:
             # Room for every screen a full ring of transitions refers to: one per transition, the screens
             # before the oldest one's and the newest one; `_grow` adds more after time-limit endings.
-            self._screens = torch.empty(
-                (self.capacity + 16, *pixels.shape[1:]), dtype=torch.uint8, device=pixels.device
-            )
+            self._screens = _screen_ring(self.capacity + 16, pixels.shape[1:], pixels.device)
         if self._oldest_live_id() <= self._next_id - self._screens.shape[0]:
             self._grow()
         self._screens[self._next_id % self._screens.shape[0]] = pixels.reshape(self._screens.shape[1:])
@@ -242,7 +263,7 @@ class ScreenMemory(_Ring):
         assert self._screens is not None
         old = self._screens
         size = old.shape[0] + max(old.shape[0] // 100, 16)
-        grown = torch.empty((size, *old.shape[1:]), dtype=old.dtype, device=old.device)
+        grown = _screen_ring(size, old.shape[1:], old.device)
         ids = torch.arange(self._oldest_live_id(), self._next_id)
         grown[ids % size] = old[ids % old.shape[0]]
         self._screens = grown
@@ -272,7 +293,8 @@ class ScreenMemory(_Ring):
         """(B, n) screen ids -> (B, n, C, H, W) uint8 screens (a copy: the ring goes on changing)."""
         assert self._screens is not None
         index = (ids.to(self._screens.device) % self._screens.shape[0]).flatten()
-        return self._screens.index_select(0, index).view(*ids.shape, *self._screens.shape[1:])
+        pixels = self._screens.permute(0, 2, 3, 1).index_select(0, index)  # whole (H, W, C) screens
+        return pixels.view(*ids.shape, *pixels.shape[1:]).movedim(-1, -3)
 
     def push(self, state: Tensor, action: Tensor, next_state: Tensor | None, reward: Tensor) -> None:
         if self._pending is None:
