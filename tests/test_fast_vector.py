@@ -143,3 +143,13 @@ def test_gpu_check_reports_every_figure_on_cpu(capsys):
     assert printed == result
     for key in ("optimize_ms_reference", "optimize_ms_fast", "env_steps_per_s", "raster_screens_per_s"):
         assert result[key] > 0, f"{key} = {result[key]}"
+
+
+@pytest.mark.parametrize(
+    "option", [{"optimizer": "adam"}, {"double_dqn": True}, {"learning_rate_final": 1e-4, "max_env_steps": 10}]
+)
+def test_vector_trainer_refuses_options_it_does_not_implement(option):
+    config = DQNConfig(batch_size=8, learning_starts=8, memory_capacity=64, **option)
+    name, value = next(iter(option.items()))
+    with pytest.raises(ValueError, match=rf"does not implement: {name}={value!r} \("):
+        VectorTrainer(config, envs=4)

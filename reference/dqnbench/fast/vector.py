@@ -34,6 +34,19 @@ X_LIMIT, THETA_LIMIT, TIME_LIMIT = 2.4, 12 * 2 * math.pi / 360, 500
 TARGET_SYNC_STEPS = 1000
 """Optimisation steps between target syncs when the config syncs by episodes (N envs finish many at once)."""
 
+UNSUPPORTED_OPTIONS = {
+    "env_id": "it steps its own tensor CartPole-v1",
+    "optimizer": "it optimises with RMSprop, the seed's optimiser",
+    "learning_rate_final": "its learning rate is constant",
+    "double_dqn": "its target is the seed's max over the target network",
+    "batch_norm": "its network is the seed's, with BatchNorm",
+    "state": "its states are the seed's screen differences",
+    "train_every": "it runs one optimisation step per vector step",
+    "target_update_episodes": "it syncs the target every target_update_steps optimisation steps",
+    "compile": "it runs eagerly or, with cuda_graph, as one CUDA graph",
+}
+"""Config options `VectorTrainer` does not implement, and what it does instead: a config changing one is refused."""
+
 
 class VectorCartPole:
     """N gymnasium CartPole-v1 environments as tensors, updated in place; finished ones restart on `restart`.
@@ -150,6 +163,17 @@ class VectorTrainer:
     device: torch.device = torch.device("cpu")  # noqa: RUF009 - an immutable default
 
     def __post_init__(self) -> None:
+        defaults = DQNConfig()
+        ignored = [
+            f"{name}={getattr(self.config, name)!r} ({why})"
+            for name, why in UNSUPPORTED_OPTIONS.items()
+            if getattr(self.config, name) != getattr(defaults, name)
+        ]
+        if ignored:
+            raise ValueError(
+                f"VectorTrainer: the config sets options it does not implement: {'; '.join(ignored)}; leave them at "
+                "their defaults, or train with `dqnbench train`, which implements them all"
+            )
         if self.config.cuda_graph and self.device.type != "cuda":
             raise ValueError(
                 f"VectorTrainer: cuda_graph needs a CUDA device, got device={self.device}; "
