@@ -21,6 +21,10 @@ from support import assert_same_state, changed_entries, snapshot
 )
 def test_epsilon_follows_the_seeds_schedule(steps, expected):
     torch.testing.assert_close(epsilon(steps, start=0.9, end=0.05, decay=200.0), expected, rtol=0, atol=1e-12)
+    # A step count held in a tensor (VectorTrainer counts on its device) follows the same schedule.
+    counted = epsilon(torch.tensor(steps), start=0.9, end=0.05, decay=200.0)
+    assert counted.dtype == torch.float64, f"epsilon(tensor) dtype {counted.dtype}, expected float64"
+    torch.testing.assert_close(counted.item(), expected, rtol=0, atol=1e-12)
 
 
 def test_epsilon_defaults_are_the_seeds():

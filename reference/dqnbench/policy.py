@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import math
 import random
+from typing import overload
 
 import torch
 from torch import Tensor, nn
 
 
-def epsilon(steps_done: int, start: float = 0.9, end: float = 0.05, decay: float = 200.0) -> float:
-    """EPS_END + (EPS_START - EPS_END) * exp(-steps_done / EPS_DECAY)."""
-    return end + (start - end) * math.exp(-steps_done / decay)
+@overload
+def epsilon(steps_done: int, start: float = ..., end: float = ..., decay: float = ...) -> float: ...
+@overload
+def epsilon(steps_done: Tensor, start: float = ..., end: float = ..., decay: float = ...) -> Tensor: ...
+def epsilon(steps_done: int | Tensor, start: float = 0.9, end: float = 0.05, decay: float = 200.0) -> float | Tensor:
+    """EPS_END + (EPS_START - EPS_END) * exp(-steps_done / EPS_DECAY).
+
+    A tensor count gives a float64 tensor on its device, so a loop that counts on a GPU never waits for it.
+    """
+    decayed = (
+        torch.exp(-steps_done.double() / decay) if isinstance(steps_done, Tensor) else math.exp(-steps_done / decay)
+    )
+    return end + (start - end) * decayed
 
 
 def greedy_action(net: nn.Module, state: Tensor) -> Tensor:
@@ -30,9 +41,7 @@ def greedy_action(net: nn.Module, state: Tensor) -> Tensor:
         net.train(was_training)
 
 
-def select_action(
-    net: nn.Module, state: Tensor, eps: float, n_actions: int, rng: random.Random
-) -> Tensor:
+def select_action(net: nn.Module, state: Tensor, eps: float, n_actions: int, rng: random.Random) -> Tensor:
     """With probability `eps` a uniformly random action, else the greedy one; shape (1, 1), dtype long."""
     if rng.random() > eps:
         return greedy_action(net, state)

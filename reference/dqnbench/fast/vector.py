@@ -28,6 +28,7 @@ from dqnbench.fast.memory import DenseBatch
 from dqnbench.fast.parts import make_network
 from dqnbench.fast.raster import CartPoleRaster
 from dqnbench.learner import make_target, sync_target
+from dqnbench.policy import epsilon
 
 GRAVITY, CART_MASS, POLE_MASS, HALF_LENGTH, FORCE, TAU = 9.8, 1.0, 0.1, 0.5, 10.0, 0.02
 X_LIMIT, THETA_LIMIT, TIME_LIMIT = 2.4, 12 * 2 * math.pi / 360, 500
@@ -215,7 +216,7 @@ class VectorTrainer:
 
     def _act(self, state: Tensor) -> Tensor:
         c = self.config
-        eps = c.eps_end + (c.eps_start - c.eps_end) * torch.exp(-self.vector_steps.double() / c.eps_decay)
+        eps = epsilon(self.vector_steps, c.eps_start, c.eps_end, c.eps_decay)
         self.policy.eval()
         with torch.no_grad():
             greedy = self.policy(state).argmax(dim=1)
