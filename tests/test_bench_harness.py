@@ -9,6 +9,7 @@ from collections.abc import Callable
 from itertools import islice, pairwise
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -208,3 +209,7 @@ def test_tensor_bytes_counts_each_storage_once_through_containers_and_attributes
     holder.label = "not a tensor"
     assert tensor_bytes(holder) == 4000 + 10
     assert tensor_bytes([holder, holder]) == 4010
+    # numpy arrays count too (replay bookkeeping), once with their views and with tensors sharing their memory.
+    flags = np.zeros(500, dtype=np.bool_)
+    holder.flags = [flags, flags[100:], torch.from_numpy(flags)]
+    assert tensor_bytes(holder) == 4010 + 500

@@ -14,6 +14,7 @@ import types
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 import dqnbench
@@ -149,7 +150,7 @@ _NOT_HOLDING_TENSORS = (str, bytes, int, float, bool, type(None), type, types.Mo
 
 
 def tensor_bytes(root: object) -> int:
-    """Bytes of every tensor storage reachable from `root`'s attributes and containers, each storage once.
+    """Bytes of every tensor storage and numpy array reachable from `root`'s attributes and containers, each once.
 
     What a replay memory holds, independent of the allocator: RSS growth misses memory that an earlier
     benchmark freed and this one reused (glibc keeps freed heap when the trim threshold is pinned).
@@ -165,6 +166,11 @@ def tensor_bytes(root: object) -> int:
         if isinstance(item, torch.Tensor):
             storage = item.untyped_storage()
             storages[(str(item.device), storage.data_ptr())] = storage.nbytes()
+        elif isinstance(item, np.ndarray):
+            while isinstance(item.base, np.ndarray):  # a view: count the array that owns the memory
+                item = item.base
+            # Keyed as a CPU tensor's storage is, so memory shared with a tensor (torch.from_numpy) counts once.
+            storages[("cpu", item.ctypes.data)] = item.nbytes
         elif isinstance(item, dict):
             pending.extend(item.values())
         elif isinstance(item, list | tuple | set | frozenset | collections.deque):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -35,7 +36,9 @@ class _Ring:
         self._rng = random.Random(seed)
         self._actions: Tensor | None = None
         self._rewards: Tensor | None = None
-        self._final = torch.zeros(capacity, dtype=torch.bool)
+        # Host bookkeeping lives in numpy arrays, read by torch through shared views: one element written per
+        # push costs ~0.1 µs in numpy against ~4 µs through a tensor.
+        self._final = np.zeros(capacity, dtype=np.bool_)
 
     def _claim(self, action: Tensor, reward: Tensor, final: bool) -> int:
         """Store action, reward and the final flag in the next slot (the oldest once full); return the slot."""
@@ -68,7 +71,7 @@ class _Ring:
         assert self._actions is not None and self._rewards is not None
         on_device = index.to(self._actions.device)
         rewards = self._rewards[on_device].to(torch.float32).reshape(len(index))
-        return self._actions[on_device], rewards, ~self._final[index].to(device)
+        return self._actions[on_device], rewards, ~torch.from_numpy(self._final)[index].to(device)
 
     def _batch(self, slots: list[int], states: Tensor, next_states: Tensor) -> Batch:
         """A Batch of `slots`, given their states and next states (rows of final transitions are dropped)."""
@@ -218,7 +221,7 @@ class ScreenMemory(_Ring):
         self._next_id = 0
         self._window: list[int] = []  # screen ids of the current state
         self._pending: list[int] | None = None  # the state's ids plus the newest screen, awaiting its push
-        self._ids: Tensor | None = None  # per transition: its state's screen ids and then the next screen's
+        self._ids: np.ndarray | None = None  # per transition: its state's screen ids and then the next screen's
         self._stack: int | None = None  # screens per state; None until the first push; 0 for the difference
 
     @property
@@ -308,9 +311,9 @@ class ScreenMemory(_Ring):
         # A fresh episode's state repeats its first screen (the seed's zero difference, a stack of copies).
         window = ([self._pending[0]] * span + self._pending)[-span - 1 :]
         if self._ids is None:
-            self._ids = torch.zeros(self.capacity, span + 1, dtype=torch.long)
+            self._ids = np.zeros((self.capacity, span + 1), dtype=np.int64)
         slot = self._claim(action, reward, final=next_state is None)
-        self._ids[slot] = torch.tensor(window)
+        self._ids[slot] = window
         self._window, self._pending = window[1:], None
         if next_state is None:
             # Nothing refers to the screen after a final step: the next episode's first screen reuses its slot.
@@ -322,7 +325,8 @@ class ScreenMemory(_Ring):
         with single_threaded(self._screens.device):
             index = torch.tensor(slots)
             actions, rewards, continues = self._fields(index, self._screens.device)
-            return ScreenBatch(self._gather(self._ids[index]), actions, rewards, continues, bool(self._stack))
+            ids = torch.from_numpy(self._ids)[index]
+            return ScreenBatch(self._gather(ids), actions, rewards, continues, bool(self._stack))
 
     def sample(self, batch_size: int) -> Batch:
         return self.sample_batch(batch_size).materialize()
