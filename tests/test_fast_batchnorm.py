@@ -82,17 +82,20 @@ def test_one_value_per_channel_is_refused_as_nn_batchnorm2d_refuses_it() -> None
         AccurateBatchNorm2d(16)(x)
 
 
-def test_replacing_keeps_the_parameters_an_optimizer_already_holds() -> None:
+def test_replacing_keeps_the_parameters_an_optimizer_already_holds_and_the_hooks() -> None:
     net = DQN(40, 90, 2)
     optimizer = torch.optim.SGD(net.parameters(), lr=1.0)
     before = {name: id(p) for name, p in net.named_parameters()}
     keys = list(net.state_dict())
+    seen: list[str] = []
+    net.features[1].register_forward_hook(lambda module, inputs, output: seen.append(type(module).__name__))
     accurate_batchnorm(net)
     assert sum(isinstance(m, AccurateBatchNorm2d) for m in net.modules()) == 3
     assert {name: id(p) for name, p in net.named_parameters()} == before
     assert list(net.state_dict()) == keys
     net.to(memory_format=CHANNELS_LAST)
     net(torch.rand(4, 3, 40, 90).contiguous(memory_format=CHANNELS_LAST)).sum().backward()
+    assert seen == ["AccurateBatchNorm2d"], f"forward hooks registered before the conversion ran {seen}"
     bn = net.features[1]
     old = bn.weight.detach().clone()
     optimizer.step()

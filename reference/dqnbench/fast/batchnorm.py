@@ -89,17 +89,10 @@ class AccurateBatchNorm2d(nn.BatchNorm2d):
 
 
 def accurate_batchnorm(net: nn.Module) -> nn.Module:
-    """`net` with each `nn.BatchNorm2d` replaced, in place, by an `AccurateBatchNorm2d` holding the same tensors."""
-    for name, child in list(net.named_children()):
-        if type(child) is nn.BatchNorm2d:
-            replacement = AccurateBatchNorm2d(
-                child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats
-            )
-            # The same Parameter and buffer objects, so an optimiser built before still updates them.
-            for key, tensor in [*child.named_parameters(recurse=False), *child.named_buffers(recurse=False)]:
-                setattr(replacement, key, tensor)
-            replacement.train(child.training)
-            setattr(net, name, replacement)
-        else:
-            accurate_batchnorm(child)
+    """`net` with each `nn.BatchNorm2d` made, in place, an `AccurateBatchNorm2d`: the same module object, so its
+    parameters (an optimiser built before still updates them), buffers and hooks are kept."""
+    for module in net.modules():
+        if type(module) is nn.BatchNorm2d:
+            # The subclass adds behaviour, not state: changing the class is the whole conversion.
+            module.__class__ = AccurateBatchNorm2d
     return net
