@@ -90,9 +90,11 @@ def test_synchronized_leaves_cpu_functions_alone() -> None:
 
 def test_machine_info_records_versions_threads_allocator_and_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(facts.MACHINE_ID_ENV, raising=False)
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
     info: dict[str, Any] = {"node": "box", "machine": "x86_64", "cpu": {"brand_raw": "Some CPU", "count": 2}}
     facts.update_machine_info(info, {"source": "mallopt"}, mode="full")
     recorded = info["dqnbench"]
+    assert recorded["allocator"]["env"]["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1", recorded["allocator"]
     assert recorded["torch"] == torch.__version__
     assert recorded["cuda"] == torch.version.cuda
     assert recorded["torch_threads"] == torch.get_num_threads()

@@ -26,6 +26,8 @@ MALLOC_ENV_VARS = (
     "MALLOC_TOP_PAD_",
     "MALLOC_MMAP_MAX_",
     "MALLOC_ARENA_MAX",
+    # glibc >= 2.26 reads every malloc tunable from here too (glibc.malloc.hugetlb=1: transparent huge pages).
+    "GLIBC_TUNABLES",
 )
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
