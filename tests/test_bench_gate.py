@@ -455,9 +455,14 @@ def test_stability_runs_the_suite_back_to_back_and_keeps_every_run(
     out = tmp_path / "stability"
     args = ["--runs", "2", "--out", str(out), "--suite", str(tiny / "test_tiny.py"), "--target", "10", "--",
             "-c", str(tiny / "pytest.ini"), "-p", "no:dqnbench", "--benchmark-max-time=0.05"]  # fmt: skip
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
     assert stability.main(args) == 0, capsys.readouterr()
-    assert sorted(path.name for path in out.iterdir()) == ["run-1.json", "run-1.log", "run-2.json", "run-2.log"]
+    names = sorted(path.name for path in out.iterdir())
+    assert names == ["run-1.json", "run-1.log", "run-2.json", "run-2.log", "stability.txt"], names
     assert "test_tiny.py::test_work" in capsys.readouterr().out
+    summary = (out / "stability.txt").read_text()
+    for expected in ("--benchmark-max-time=0.05", "MALLOC_ARENA_MAX=2", "worst spread", "test_tiny.py::test_work"):
+        assert expected in summary, f"{expected!r} missing from stability.txt:\n{summary}"
     first = (out / "run-1.json").read_text()
 
     assert stability.main(args) == 2

@@ -5,13 +5,16 @@
 Each run is a separate `python -m pytest benchmarks/ --benchmark-json=DIR/run-<i>.json` process (so
 each pays its own start-up, as `tox -e bench` does); its output goes to DIR/run-<i>.log. The spread of a
 benchmark is max/min - 1 of its medians across the runs; the exit status is 1 when any benchmark's spread
-exceeds `--target`. Nothing in DIR is overwritten: DIR must not hold run files already.
+exceeds `--target`. The table, the pytest arguments and the allocator and thread settings of the environment
+go to DIR/stability.txt. Nothing in DIR is overwritten: DIR must not hold run files already.
 `--from FILE...` computes the same table from runs made earlier, without running anything.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import subprocess
 import sys
 import time
@@ -20,10 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dqnbench.bench.compare import format_time
+from dqnbench.bench.facts import COMMIT_ENV, MACHINE_ID_ENV, MALLOC_ENV_VARS, THREAD_ENV_VARS
 from dqnbench.bench.history import BenchFileError, Run, load_run
 
 DEFAULT_TARGET = 0.10
 DEFAULT_SUITE = Path("benchmarks")
+SUMMARY_NAME = "stability.txt"
+RECORDED_ENV = (*MALLOC_ENV_VARS, *THREAD_ENV_VARS, COMMIT_ENV, MACHINE_ID_ENV)
+"""Environment settings written with the table: what the runs' timings or labels depend on."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +75,7 @@ def format_spreads(rows: Sequence[Spread], target: float) -> str:
 def run_suite(runs: int, out: Path, pytest_args: Sequence[str], suite: Path = DEFAULT_SUITE) -> list[Path]:
     """Run `suite` `runs` times, each in its own process, writing DIR/run-<i>.json and .log; their paths."""
     out.mkdir(parents=True, exist_ok=True)
-    existing = sorted(out.glob("run-*.json"))
+    existing = sorted([*out.glob("run-*.json"), *out.glob(SUMMARY_NAME)])
     if existing:
         raise FileExistsError(f"{out} already holds {existing[0].name}; pass a new --out (runs are never overwritten)")
     paths = []
@@ -114,8 +121,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not rows:
         print("error: no benchmark appears in every run", file=sys.stderr)
         return 2
-    print(format_spreads(rows, args.target))
+    table = format_spreads(rows, args.target)
+    print(table)
+    if not args.files:
+        summary = args.out / SUMMARY_NAME
+        # Next to the runs, so the folder says how they were made and what they showed without re-running anything.
+        with summary.open("x") as written:
+            written.write(f"{describe_runs(args.suite, args.pytest_args)}\n\n{table}\n")
+        print(f"\nwritten to {summary}")
     return 1 if any(row.spread > args.target for row in rows) else 0
+
+
+def describe_runs(suite: Path, pytest_args: Sequence[str]) -> str:
+    """The command each run was, and the environment settings its timings depend on."""
+    settings = {name: os.environ[name] for name in RECORDED_ENV if name in os.environ}
+    return "\n".join([
+        f"made {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}: python -m pytest {suite} "
+        + " ".join(shlex.quote(arg) for arg in pytest_args),
+        "environment: " + (", ".join(f"{name}={value}" for name, value in settings.items()) or "nothing set"),
+    ])  # fmt: skip
 
 
 if __name__ == "__main__":
