@@ -468,3 +468,27 @@ def test_stability_runs_the_suite_back_to_back_and_keeps_every_run(
     assert stability.main(args) == 2
     assert "already holds run-1.json" in capsys.readouterr().err
     assert (out / "run-1.json").read_text() == first
+
+
+def _rows_with_ratios(ratios: list[float]) -> list[compare.Row]:
+    stats = {"median": 1.0, "q1": 0.99, "q3": 1.01, "rounds": 50}
+    return [
+        compare.Row(f"b{i}", Verdict.SAME, stats, {**stats, "median": ratio}, 0.1) for i, ratio in enumerate(ratios)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("ratios", "warned"),
+    [
+        ([0.78, 0.80, 0.79, 0.85, 0.81, 1.02], True),  # 5 of 6 faster, median -19.5 %: the host sped up
+        ([1.25, 1.3, 1.22, 1.4], True),  # all slower by 22-40 %
+        ([0.78, 1.20, 0.80, 1.25, 0.79, 1.22], False),  # both ways: the code, not the machine
+        ([1.05, 1.04, 1.06, 1.03, 1.08], False),  # one way, but within the default threshold
+        ([0.5, 0.5, 0.5], False),  # too few benchmarks to tell
+    ],
+)
+def test_compare_warns_when_every_benchmark_moves_together(ratios: list[float], warned: bool) -> None:
+    note = compare.machine_shift(_rows_with_ratios(ratios))
+    assert (note is not None) == warned, note
+    if warned:
+        assert f"of {len(ratios)} benchmarks moved the same way" in str(note)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import statistics
 import sys
 import tomllib
 from collections.abc import Sequence
@@ -36,6 +37,9 @@ from dqnbench.bench.history import DEFAULT_DIR, BenchFileError, Run, load_run, m
 DEFAULT_THRESHOLD = 0.10
 DEFAULT_THRESHOLDS_FILE = Path("benchmarks/thresholds.toml")
 FEW_ROUNDS = 5
+SHIFT_SHARE = 0.75
+"""Share of the compared benchmarks moving one way beyond which `machine_shift` suspects the machine."""
+SHIFT_MIN_BENCHMARKS = 4
 """Below this many rounds a run's interquartile range says little; such verdicts carry a note."""
 
 
@@ -147,6 +151,28 @@ def compare_runs(baseline: Run, current: Run, thresholds: Thresholds) -> list[Ro
         if name not in cur
     ]
     return rows
+
+
+def machine_shift(rows: Sequence[Row]) -> str | None:
+    """A warning when the runs differ everywhere at once, the mark of a change in the machine's speed.
+
+    On a shared host the whole suite can run 20 % faster or slower from one hour to the next with the same code
+    (README, Noise). When at least `SHIFT_SHARE` of the compared benchmarks moved the same way and their median
+    change exceeds the default threshold, the verdicts say more about the host than about the code.
+    """
+    ratios = [row.ratio for row in rows if row.ratio is not None]
+    if len(ratios) < SHIFT_MIN_BENCHMARKS:
+        return None
+    median = statistics.median(ratios)
+    same_way = sum(ratio > 1 for ratio in ratios) if median > 1 else sum(ratio < 1 for ratio in ratios)
+    if same_way < SHIFT_SHARE * len(ratios) or abs(median - 1) <= DEFAULT_THRESHOLD:
+        return None
+    return (
+        f"{same_way} of {len(ratios)} benchmarks moved the same way (median change {median - 1:+.1%}): the machine's "
+        "speed likely changed between the runs (a shared host's busy or quiet phase), which moves unchanged code "
+        "too; rerun the baseline's commit and the current one back to back before trusting these verdicts, and "
+        "compare implementations within one run"
+    )
 
 
 def format_time(seconds: float) -> str:
@@ -311,6 +337,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for difference in context_differences(baseline, current):
         print(f"note: recorded context differs, {difference}")
     print(format_table(rows))
+    shift = machine_shift(compared)
+    if shift:
+        print(f"\nnote: {shift}")
     slower = [row.name for row in rows if row.verdict is Verdict.SLOWER]
     if slower:
         print(f"\nREGRESSION: {len(slower)} benchmark(s) slower beyond threshold and spread: {', '.join(slower)}")
