@@ -215,3 +215,15 @@ def test_tensor_bytes_counts_each_storage_once_through_containers_and_attributes
     flags = np.zeros(500, dtype=np.bool_)
     holder.flags = [flags, flags[100:], torch.from_numpy(flags)]
     assert tensor_bytes(holder) == 4010 + 500
+    # Whatever part of the memory each one reaches, and in whichever order they are found.
+    owned = np.zeros(1000, dtype=np.uint8)
+    lent = torch.zeros(1000, dtype=torch.uint8)
+    for shared in (
+        [torch.from_numpy(owned[:100]), owned],
+        [owned, torch.from_numpy(owned[:100])],
+        [owned, torch.from_numpy(owned[100:])],
+        [lent, lent[100:].numpy()],
+        [lent[100:].numpy()],
+    ):
+        assert tensor_bytes(shared) == 1000, [type(x).__name__ for x in shared]
+    assert tensor_bytes([torch.from_numpy(owned[100:300])]) == 200  # a tensor over part of an array: that part

@@ -146,12 +146,13 @@ def test_screen_batch_moves_as_uint8_and_materializes_the_same_states(config):
     _assert_same_batch(batch, moved, "ScreenBatch.to('cpu')")
 
 
-def test_screen_memory_states_come_in_the_layout_each_step_needs():
+@pytest.mark.parametrize("config", [DQNConfig(), DQNConfig(state="stack", stack_frames=4)], ids=["difference", "stack"])
+def test_screen_memory_states_come_in_the_layout_each_step_needs(config):
     # dense() feeds the fast network, which runs channels-last: a contiguous state would be copied once more.
     # materialize() feeds any network, the reference's included, and a network given channels-last input
     # sums in another order than the reference's on the same numbers.
     memory = ScreenMemory(100, seed=0)
-    _feed([memory], DQNConfig(), EPISODES)
+    _feed([memory], config, EPISODES)
     batch = memory.sample_batch(16)
     dense, seed = batch.dense(), batch.materialize()
     for name, tensor in [("dense().states", dense.states), ("dense().next_states", dense.next_states)]:

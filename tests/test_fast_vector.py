@@ -146,10 +146,33 @@ def test_gpu_check_reports_every_figure_on_cpu(capsys):
 
 
 @pytest.mark.parametrize(
-    "option", [{"optimizer": "adam"}, {"double_dqn": True}, {"learning_rate_final": 1e-4, "max_env_steps": 10}]
+    "option",
+    [
+        {"optimizer": "adam"},
+        {"double_dqn": True},
+        {"learning_rate_final": 1e-4, "max_env_steps": 10},
+        {"target_update_episodes": 5},
+        {"target_update_episodes": 10, "target_update_steps": 500},  # the episodes' syncs would be dropped
+    ],
 )
 def test_vector_trainer_refuses_options_it_does_not_implement(option):
     config = DQNConfig(batch_size=8, learning_starts=8, memory_capacity=64, **option)
     name, value = next(iter(option.items()))
-    with pytest.raises(ValueError, match=rf"does not implement: {name}={value!r} \("):
+    with pytest.raises(ValueError, match=rf"does not implement: {name}={value!r} "):
         VectorTrainer(config, envs=4)
+
+
+def test_vector_trainer_syncs_by_the_steps_it_is_given():
+    config = DQNConfig(
+        batch_size=8, learning_starts=8, memory_capacity=64, target_update_episodes=0, target_update_steps=3
+    )
+    trainer = VectorTrainer(config, envs=4)
+    initial = [p.detach().clone() for p in trainer.target.parameters()]
+    while trainer.optimize_steps < 2:
+        trainer.step()
+    for before, now in zip(initial, trainer.target.parameters(), strict=True):
+        torch.testing.assert_close(now, before, rtol=0, atol=0, msg="the target changed before its 3rd step")
+    trainer.step()
+    assert trainer.optimize_steps == 3, trainer.optimize_steps
+    for policy, target in zip(trainer.policy.parameters(), trainer.target.parameters(), strict=True):
+        torch.testing.assert_close(target, policy, rtol=0, atol=0, msg="the target was not synced at step 3")

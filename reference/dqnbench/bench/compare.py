@@ -37,10 +37,11 @@ from dqnbench.bench.history import DEFAULT_DIR, BenchFileError, Run, load_run, m
 DEFAULT_THRESHOLD = 0.10
 DEFAULT_THRESHOLDS_FILE = Path("benchmarks/thresholds.toml")
 FEW_ROUNDS = 5
+"""Below this many rounds a run's interquartile range says little; such verdicts carry a note."""
 SHIFT_SHARE = 0.75
 """Share of the compared benchmarks moving one way beyond which `machine_shift` suspects the machine."""
 SHIFT_MIN_BENCHMARKS = 4
-"""Below this many rounds a run's interquartile range says little; such verdicts carry a note."""
+"""Fewer compared benchmarks than this say nothing about the machine as a whole."""
 
 
 class Verdict(StrEnum):

@@ -152,13 +152,14 @@ _NOT_HOLDING_TENSORS = (str, bytes, int, float, bool, type(None), type, types.Mo
 
 
 def tensor_bytes(root: object) -> int:
-    """Bytes of every tensor storage and numpy array reachable from `root`'s attributes and containers, each once.
+    """Bytes of every tensor storage and numpy array reachable from `root`'s attributes and containers, each
+    byte once however many tensors, arrays and views share it.
 
     What a replay memory holds, independent of the allocator: RSS growth misses memory that an earlier
     benchmark freed and this one reused (glibc keeps freed heap when the trim threshold is pinned).
     """
     seen_objects: set[int] = set()
-    storages: dict[tuple[str, int], int] = {}
+    spans: dict[str, list[tuple[int, int]]] = collections.defaultdict(list)  # per device: [start, stop) addresses
     pending: list[object] = [root]
     while pending:
         item = pending.pop()
@@ -167,12 +168,14 @@ def tensor_bytes(root: object) -> int:
         seen_objects.add(id(item))
         if isinstance(item, torch.Tensor):
             storage = item.untyped_storage()
-            storages[(str(item.device), storage.data_ptr())] = storage.nbytes()
+            spans[str(item.device)].append((storage.data_ptr(), storage.data_ptr() + storage.nbytes()))
         elif isinstance(item, np.ndarray):
             while isinstance(item.base, np.ndarray):  # a view: count the array that owns the memory
                 item = item.base
-            # Keyed as a CPU tensor's storage is, so memory shared with a tensor (torch.from_numpy) counts once.
-            storages[("cpu", item.ctypes.data)] = item.nbytes
+            if item.base is not None:  # memory lent by another object (Tensor.numpy()): count that owner
+                pending.append(item.base)
+            else:
+                spans["cpu"].append((item.ctypes.data, item.ctypes.data + item.nbytes))
         elif isinstance(item, dict):
             pending.extend(item.values())
         elif isinstance(item, list | tuple | set | frozenset | collections.deque):
@@ -181,4 +184,17 @@ def tensor_bytes(root: object) -> int:
             pending.extend(vars(item).values())
         elif hasattr(item, "__slots__"):
             pending.extend(getattr(item, slot) for slot in item.__slots__ if hasattr(item, slot))
-    return sum(storages.values())
+    return sum(_covered(device_spans) for device_spans in spans.values())
+
+
+def _covered(spans: list[tuple[int, int]]) -> int:
+    """Bytes in the union of [start, stop) address ranges."""
+    total, reach = 0, None
+    for start, stop in sorted(spans):
+        if reach is None or start >= reach:
+            total += stop - start
+            reach = stop
+        elif stop > reach:
+            total += stop - reach
+            reach = stop
+    return total

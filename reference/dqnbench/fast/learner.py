@@ -2,8 +2,9 @@
 
 What changes, and why it is the same step:
 - the networks run in channels-last memory layout, which oneDNN's convolutions prefer (same arithmetic);
-- a `ScreenMemory` batch becomes float states written straight in that layout, and the target evaluates every
-  row's next state, dropping the final rows' values after (`ScreenBatch.dense`): no state is copied once made;
+- a `ScreenMemory` batch becomes float states in that layout (`ScreenBatch.dense`: the seed's differences are
+  written straight into it, a stack of screens takes one transposing copy), and the target evaluates every row's
+  next state, dropping the final rows' values after, instead of copying the continuing ones out;
 - the frozen target network's BatchNorm layers are folded into its convolutions (eval mode only rescales and
   shifts, so conv + BN is one conv with adjusted weights); the folded copy is rebuilt whenever a parameter or
   buffer of the target changes (`sync_target` copies in place, which bumps the tensors' versions);

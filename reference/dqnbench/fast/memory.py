@@ -169,28 +169,36 @@ class ScreenBatch:
         )
         return ScreenBatch(screens, actions, rewards, mask, self.stack)
 
-    def _float_states(self) -> tuple[Tensor, Tensor]:
-        """Each transition's state and next state (also for final transitions), as float."""
-        # float32(u) / 255, as ToTensor converts it; `to` keeps the screens' (H, W, C) memory order.
+    def _float_states(self, channels_last: bool) -> tuple[Tensor, Tensor]:
+        """Each transition's state and next state (also for final transitions), as float32 in the layout asked for:
+        channels-last (the fast network's) or contiguous (the reference's)."""
+        # float32(u) / 255, as ToTensor converts it; `to` keeps the screens' memory order.
         screens = self.screens.to(torch.float32).div_(255)
+        layout = torch.channels_last if channels_last else torch.contiguous_format
         if self.stack:
-            return _states(screens[:, :-1], True), _states(screens[:, 1:], True)
+            # The ring holds stacked screens as (C, H, W), so these flattens are views and `contiguous` is one
+            # transposing copy each.
+            states = _states(screens[:, :-1], True).contiguous(memory_format=layout)
+            return states, _states(screens[:, 1:], True).contiguous(memory_format=layout)
         batch, count, channels, height, width = screens.shape
-        # Both differences in one operation (each state's and its next state's), each written as one
-        # channels-last block: the layout the fast network reads, so nothing is copied again before it.
-        differences = screens.new_empty((count - 1, batch, height, width, channels)).permute(1, 0, 4, 2, 3)
+        # Both differences in one operation (each state's and its next state's), written as two blocks of the
+        # layout: from the ring's (H, W, C) screens, channels-last ones without any transposing copy.
+        if channels_last:
+            differences = screens.new_empty((count - 1, batch, height, width, channels)).permute(1, 0, 4, 2, 3)
+        else:
+            differences = screens.new_empty((count - 1, batch, channels, height, width)).transpose(0, 1)
         torch.sub(screens[:, 1:], screens[:, :-1], out=differences)
         return differences[:, 0], differences[:, 1]
 
     def dense(self) -> DenseBatch:
-        """The batch with a next state in every row, states in channels-last layout (from the seed's
-        difference recipe): unlike `materialize`, nothing waits for the device."""
-        states, following = self._float_states()
+        """The batch with a next state in every row, states in channels-last layout: unlike `materialize`,
+        nothing waits for the device."""
+        states, following = self._float_states(channels_last=True)
         return DenseBatch(states, self.actions, self.rewards, self.non_final_mask, following)
 
     def materialize(self) -> Batch:
         # Contiguous, as the reference's states are: a network given channels-last input sums in another order.
-        states, following = (t.contiguous() for t in self._float_states())
+        states, following = self._float_states(channels_last=False)
         return Batch(
             states=states,
             actions=self.actions,
@@ -200,10 +208,11 @@ class ScreenBatch:
         )
 
 
-def _screen_ring(size: int, screen_shape: torch.Size, device: torch.device) -> Tensor:
-    """(size, C, H, W) uint8 screens held in memory as (H, W, C): sampled screens then convert straight into
-    the channels-last states the fast network reads (`ScreenBatch.dense`)."""
+def _screen_ring(size: int, screen_shape: torch.Size, device: torch.device, *, channels_last: bool) -> Tensor:
+    """(size, C, H, W) uint8 screens, held in memory as (H, W, C) when `channels_last`, else as (C, H, W)."""
     channels, height, width = screen_shape
+    if not channels_last:
+        return torch.empty((size, channels, height, width), dtype=torch.uint8, device=device)
     return torch.empty((size, height, width, channels), dtype=torch.uint8, device=device).permute(0, 3, 1, 2)
 
 
@@ -229,6 +238,11 @@ class ScreenMemory(_Ring):
         return 2 if not self._stack else self._stack
 
     def observe(self, screen: Tensor, *, first: bool) -> None:
+        if screen.dim() != 4 or screen.shape[0] != 1:
+            raise ValueError(
+                f"ScreenMemory.observe: screen of shape {tuple(screen.shape)}, expected (1, C, H, W) as get_screen "
+                "returns it; pass each screen with its batch and channel dimensions"
+            )
         if first:
             self._pending = None
         elif not self._window:
@@ -240,16 +254,13 @@ class ScreenMemory(_Ring):
             self._pending = [*self._window, screen_id]
 
     def _store(self, screen: Tensor) -> int:
-        if screen.dim() != 4 or screen.shape[0] != 1:
-            raise ValueError(
-                f"ScreenMemory.observe: screen of shape {tuple(screen.shape)}, expected (1, C, H, W) as get_screen "
-                "returns it; pass each screen with its batch and channel dimensions"
-            )
         pixels = screen.detach().mul(255).round_()
         if self._screens is None:
             # Room for every screen a full ring of transitions refers to: one per transition, the screens
             # before the oldest one's and the newest one; `_grow` adds more after time-limit endings.
-            self._screens = _screen_ring(self.capacity + 16, pixels.shape[1:], pixels.device)
+            # (H, W, C) screens make the seed's difference states channels-last in one pass (`ScreenBatch.dense`);
+            # a stack recipe, learnt at the first push, lays the ring out as (C, H, W) instead (`_recipe`).
+            self._screens = _screen_ring(self.capacity + 16, pixels.shape[1:], pixels.device, channels_last=True)
         if self._oldest_live_id() <= self._next_id - self._screens.shape[0]:
             self._grow()
         self._screens[self._next_id % self._screens.shape[0]] = pixels.reshape(self._screens.shape[1:])
@@ -264,12 +275,21 @@ class ScreenMemory(_Ring):
 
     def _grow(self) -> None:
         assert self._screens is not None
+        self._reallocate(self._screens.shape[0] + max(self._screens.shape[0] // 100, 16), self._channels_last)
+
+    @property
+    def _channels_last(self) -> bool:
+        assert self._screens is not None
+        return not self._screens.is_contiguous()
+
+    def _reallocate(self, size: int, channels_last: bool) -> None:
+        """A new ring of `size` screens in the given layout, holding every screen still referred to."""
+        assert self._screens is not None
         old = self._screens
-        size = old.shape[0] + max(old.shape[0] // 100, 16)
-        grown = _screen_ring(size, old.shape[1:], old.device)
+        new = _screen_ring(size, old.shape[1:], old.device, channels_last=channels_last)
         ids = torch.arange(self._oldest_live_id(), self._next_id)
-        grown[ids % size] = old[ids % old.shape[0]]
-        self._screens = grown
+        new[ids % size] = old[ids % old.shape[0]]
+        self._screens = new
 
     def _recipe(self, state: Tensor) -> None:
         """Learn how the loop builds states from the first pushed one; refuse states this memory cannot rebuild."""
@@ -284,6 +304,9 @@ class ScreenMemory(_Ring):
             state_screens = self._gather(torch.tensor([ids]))
             rebuilt = _states(state_screens.to(torch.float32).div_(255), bool(stack))
             if torch.equal(rebuilt, state.to(self._screens.device)):
+                if stack:
+                    # Stacks are flattened (k, C) channels: from (C, H, W) screens that is a view (`_float_states`).
+                    self._reallocate(self._screens.shape[0], channels_last=False)
                 return
         self._stack = None
         raise ValueError(
@@ -296,6 +319,8 @@ class ScreenMemory(_Ring):
         """(B, n) screen ids -> (B, n, C, H, W) uint8 screens (a copy: the ring goes on changing)."""
         assert self._screens is not None
         index = (ids.to(self._screens.device) % self._screens.shape[0]).flatten()
+        if not self._channels_last:
+            return self._screens.index_select(0, index).view(*ids.shape, *self._screens.shape[1:])
         pixels = self._screens.permute(0, 2, 3, 1).index_select(0, index)  # whole (H, W, C) screens
         return pixels.view(*ids.shape, *pixels.shape[1:]).movedim(-1, -3)
 

@@ -43,7 +43,6 @@ UNSUPPORTED_OPTIONS = {
     "batch_norm": "its network is the seed's, with BatchNorm",
     "state": "its states are the seed's screen differences",
     "train_every": "it runs one optimisation step per vector step",
-    "target_update_episodes": "it syncs the target every target_update_steps optimisation steps",
     "compile": "it runs eagerly or, with cuda_graph, as one CUDA graph",
 }
 """Config options `VectorTrainer` does not implement, and what it does instead: a config changing one is refused."""
@@ -170,6 +169,13 @@ class VectorTrainer:
             for name, why in UNSUPPORTED_OPTIONS.items()
             if getattr(self.config, name) != getattr(defaults, name)
         ]
+        episodes, steps = self.config.target_update_episodes, self.config.target_update_steps
+        if not (episodes == 0 or (episodes == defaults.target_update_episodes and steps == 0)):
+            ignored.append(
+                f"target_update_episodes={episodes} with target_update_steps={steps} (it syncs by optimisation "
+                "steps only: target_update_episodes=0 with target_update_steps=N, or both at their defaults for "
+                f"every {TARGET_SYNC_STEPS})"
+            )
         if ignored:
             raise ValueError(
                 f"VectorTrainer: the config sets options it does not implement: {'; '.join(ignored)}; leave them at "
