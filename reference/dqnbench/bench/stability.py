@@ -136,7 +136,7 @@ def describe_runs(suite: Path, pytest_args: Sequence[str]) -> str:
     """The command each run was, and the environment settings its timings depend on."""
     settings = {name: os.environ[name] for name in RECORDED_ENV if name in os.environ}
     return "\n".join([
-        f"made {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}: python -m pytest {suite} "
+        f"written {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}: python -m pytest {suite} "
         + " ".join(shlex.quote(arg) for arg in pytest_args),
         "environment: " + (", ".join(f"{name}={value}" for name, value in settings.items()) or "nothing set"),
     ])  # fmt: skip
