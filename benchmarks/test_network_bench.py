@@ -8,9 +8,8 @@ import pytest
 import torch
 
 from dqnbench.bench.subjects import BenchSubject
-from dqnbench.bench.workload import fill, network, rollout
+from dqnbench.bench.workload import network, optimize_call, rollout
 from dqnbench.config import SEED_CONFIG
-from dqnbench.train import make_optimizer
 
 BATCH_SIZE = SEED_CONFIG.batch_size
 
@@ -33,15 +32,4 @@ def test_forward(timed, subject: BenchSubject, device: torch.device, screens, ba
 
 
 def test_optimize(timed, subject: BenchSubject, device: torch.device, screens) -> None:
-    subject.require("make_network", "make_memory", "make_optimize")
-    assert subject.make_memory is not None
-    assert subject.make_optimize is not None
-    policy = network(subject, device)
-    optimize = subject.make_optimize(
-        policy, subject.make_target(policy), make_optimizer(policy.parameters(), SEED_CONFIG), SEED_CONFIG
-    )
-    memory = subject.make_memory(1000, SEED_CONFIG.seed)
-    fill(memory, rollout(screens), 1000)
-    batch = memory.sample_batch(BATCH_SIZE)
-
-    timed(f"optimize-b{BATCH_SIZE}", lambda: optimize(batch), batch_size=BATCH_SIZE)
+    timed(f"optimize-b{BATCH_SIZE}", optimize_call(subject, device, screens), batch_size=BATCH_SIZE)

@@ -8,7 +8,7 @@ states (the cart anywhere on the track), so per-frame costs that depend on the p
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,6 +131,28 @@ def network(subject: BenchSubject, device: torch.device) -> nn.Module:
     subject.require("make_network")
     assert subject.make_network is not None
     return subject.make_network(SCREEN_HEIGHT, 90, N_ACTIONS, 3).to(device)
+
+
+OPTIMIZE_MEMORY = 1000
+"""Transitions in the memory the optimisation benchmark samples its batch from."""
+
+
+def optimize_call(subject: BenchSubject, device: torch.device, screens: list[Tensor]) -> Callable[[], Tensor]:
+    """One optimisation step of the subject's parts on one batch of 128 sampled from a filled memory, as a call.
+
+    The same batch every call, so calls differ only by the networks' and optimiser's state.
+    """
+    subject.require("make_network", "make_memory", "make_optimize")
+    assert subject.make_memory is not None
+    assert subject.make_optimize is not None
+    policy = network(subject, device)
+    optimize = subject.make_optimize(
+        policy, subject.make_target(policy), make_optimizer(policy.parameters(), SEED_CONFIG), SEED_CONFIG
+    )
+    memory = subject.make_memory(OPTIMIZE_MEMORY, SEED_CONFIG.seed)
+    fill(memory, rollout(screens), OPTIMIZE_MEMORY)
+    batch = memory.sample_batch(SEED_CONFIG.batch_size)
+    return lambda: optimize(batch)
 
 
 class TrainStep:
