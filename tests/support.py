@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from dqnbench.bench.subjects import fast_subject
-from dqnbench.bench.workload import fill, render_screens, rollout
+from dqnbench.bench.workload import render_screens, sampled_batch
 from dqnbench.learner import Batch, make_target, optimize_step
 
 
@@ -68,9 +68,7 @@ def screen_batch(size: int = 128) -> Batch:
     summing its statistics naively in float32 gets wrong (`dqnbench.fast.batchnorm`).
     """
     subject = fast_subject()
-    memory = subject.make_memory(1000, 0)
-    fill(memory, rollout(render_screens(subject, 64, torch.device("cpu"))), 1000)
-    return memory.sample_batch(size).materialize()
+    return sampled_batch(subject, render_screens(subject, 64, torch.device("cpu")), size).materialize()
 
 
 def float64_step(reference: nn.Module, batch: Batch, *, gamma: float, lr: float) -> tuple[nn.Module, Tensor]:

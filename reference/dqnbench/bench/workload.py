@@ -19,7 +19,8 @@ from torch import Tensor, nn
 from dqnbench.bench.subjects import REFERENCE_SUBJECT, BenchSubject
 from dqnbench.config import SEED_CONFIG, DQNConfig
 from dqnbench.envs import make_env
-from dqnbench.parts import Memory
+from dqnbench.learner import ReplayBatch
+from dqnbench.parts import Memory, OptimizeFn
 from dqnbench.policy import epsilon
 from dqnbench.train import Experience, StateBuilder, make_optimizer
 
@@ -137,22 +138,34 @@ OPTIMIZE_MEMORY = 1000
 """Transitions in the memory the optimisation benchmark samples its batch from."""
 
 
+def learner(
+    subject: BenchSubject, device: torch.device, config: DQNConfig = SEED_CONFIG
+) -> tuple[nn.Module, OptimizeFn]:
+    """The subject's policy network on `device` and its optimisation step, with the target and optimiser for it."""
+    subject.require("make_network", "make_optimize")
+    assert subject.make_optimize is not None
+    policy = network(subject, device)
+    target = subject.make_target(policy)
+    return policy, subject.make_optimize(policy, target, make_optimizer(policy.parameters(), config), config)
+
+
 def optimize_call(subject: BenchSubject, device: torch.device, screens: list[Tensor]) -> Callable[[], Tensor]:
     """One optimisation step of the subject's parts on one batch of 128 sampled from a filled memory, as a call.
 
     The same batch every call, so calls differ only by the networks' and optimiser's state.
     """
-    subject.require("make_network", "make_memory", "make_optimize")
+    _, optimize = learner(subject, device)
+    batch = sampled_batch(subject, screens)
+    return lambda: optimize(batch)
+
+
+def sampled_batch(subject: BenchSubject, screens: list[Tensor], size: int = SEED_CONFIG.batch_size) -> ReplayBatch:
+    """`size` transitions sampled from the subject's memory after `OPTIMIZE_MEMORY` steps of `rollout(screens)`."""
+    subject.require("make_memory")
     assert subject.make_memory is not None
-    assert subject.make_optimize is not None
-    policy = network(subject, device)
-    optimize = subject.make_optimize(
-        policy, subject.make_target(policy), make_optimizer(policy.parameters(), SEED_CONFIG), SEED_CONFIG
-    )
     memory = subject.make_memory(OPTIMIZE_MEMORY, SEED_CONFIG.seed)
     fill(memory, rollout(screens), OPTIMIZE_MEMORY)
-    batch = memory.sample_batch(SEED_CONFIG.batch_size)
-    return lambda: optimize(batch)
+    return memory.sample_batch(size)
 
 
 class TrainStep:
@@ -180,11 +193,7 @@ class TrainStep:
         self.env = make_env(config.env_id)
         self.env.reset(seed=config.seed)
         torch.manual_seed(config.seed)
-        self.policy = network(subject, device)
-        self.target = subject.make_target(self.policy)
-        self.optimize = subject.make_optimize(
-            self.policy, self.target, make_optimizer(self.policy.parameters(), config), config
-        )
+        self.policy, self.optimize = learner(subject, device, config)
         self.memory = subject.make_memory(config.memory_capacity, config.seed)
         fill(self.memory, rollout(screens), warm)
         self.experience = Experience(
