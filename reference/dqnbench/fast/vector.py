@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from dqnbench.config import DQNConfig
 from dqnbench.fast.graphs import WARMUP_STEPS, StaticStep, make_capturable
 from dqnbench.fast.learner import FoldedTarget, use_foreach
-from dqnbench.fast.memory import DenseBatch
+from dqnbench.fast.memory import DenseBatch, ScreenBatch
 from dqnbench.fast.parts import make_network
 from dqnbench.fast.raster import CartPoleRaster
 from dqnbench.learner import make_target, sync_target
@@ -139,14 +139,9 @@ class VectorReplay:
         keys = torch.rand(self.capacity, generator=self.generator, device=self.device)
         keys.masked_fill_(self.slots >= self.stored, 2.0)  # never drawn: above every key in [0, 1)
         index = keys.topk(batch_size, largest=False, sorted=False).indices
-        screens = self.screens[index].to(torch.float32).div_(255)  # as ToTensor converts uint8
-        return DenseBatch(
-            states=screens[:, 1] - screens[:, 0],
-            actions=self.actions[index],
-            rewards=self.rewards[index],
-            continues=~self.final[index],
-            next_states=screens[:, 2] - screens[:, 1],
-        )
+        # (previous, current, next) screens: the seed's difference states, as ScreenMemory's batches make them.
+        batch = ScreenBatch(self.screens[index], self.actions[index], self.rewards[index], ~self.final[index], False)
+        return batch.dense()
 
 
 @dataclass
