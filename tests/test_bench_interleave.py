@@ -56,7 +56,7 @@ def test_fewer_than_two_pairs_are_refused():
 
 def test_an_unknown_candidate_is_refused_naming_the_choices(capsys):
     assert interleave.main(["--candidate", "fastest", "--pairs", "2"]) == 2
-    assert "--candidate 'fastest': expected one of fast, fast-compiled or" in capsys.readouterr().err
+    assert "--candidate 'fastest': expected one of fast, fast-compiled, convolutions or" in capsys.readouterr().err
 
 
 def test_the_fast_path_against_the_reference_end_to_end(capsys):
@@ -64,3 +64,17 @@ def test_the_fast_path_against_the_reference_end_to_end(capsys):
     output = capsys.readouterr().out
     assert "optimize on cpu" in output and "2 pairs" in output, output
     assert "fast ÷ reference: " in output, output
+
+
+def test_the_convolution_floor_is_for_the_optimisation_step_only(capsys):
+    assert interleave.main(["--candidate", "convolutions", "--operation", "train-step", "--pairs", "2"]) == 2
+    assert "--candidate convolutions --operation train-step: the convolutions stand for the optimisation step" in (
+        capsys.readouterr().err
+    )
+
+
+def test_the_convolution_floor_against_the_reference_end_to_end(capsys):
+    assert interleave.main(["--candidate", "convolutions", "--pairs", "2"]) == 0
+    output = capsys.readouterr().out
+    assert "convolutions ÷ reference: " in output, output
+    assert "no float32 implementation that keeps these convolution kernels" in output, output

@@ -9,6 +9,8 @@ host, and the figure is the median of the per-pair time ratios candidate / refer
 interval. It answers "how fast is X relative to the reference on this machine", not how fast either one is.
 
 `--candidate` is `fast`, `fast-compiled` or a conformance adapter (`package.module:ADAPTER`, as `--dqn-impl`).
+For the optimisation step it can also be `convolutions`: the step's convolutions alone, the floor under any
+float32 implementation that keeps this machine's convolution kernels (`dqnbench.bench.convolutions`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import torch
 
 from dqnbench.allocator import pin_glibc_allocator
 from dqnbench.bench.compare import format_time
+from dqnbench.bench.convolutions import optimize_convolutions_call
 from dqnbench.bench.measure import synchronized
 from dqnbench.bench.subjects import (
     REFERENCE_SUBJECT,
@@ -33,12 +36,15 @@ from dqnbench.bench.subjects import (
     fast_subject,
     user_subject,
 )
-from dqnbench.bench.workload import TrainStep, optimize_call, render_screens
+from dqnbench.bench.workload import SCREEN_HEIGHT, SCREEN_WIDTH, TrainStep, network, optimize_call, render_screens
+from dqnbench.config import SEED_CONFIG
 
 BUILTIN_CANDIDATES: dict[str, Callable[[], BenchSubject]] = {
     "fast": fast_subject,
     "fast-compiled": fast_compiled_subject,
 }
+CONVOLUTIONS = "convolutions"
+"""The candidate that is not an implementation: the optimisation step's convolutions alone."""
 OPERATIONS = ("optimize", "train-step")
 SCREEN_POOL = 64
 """Rendered screens the workloads cycle through, as in the benchmark suite."""
@@ -96,9 +102,27 @@ def candidate_subject(name: str) -> BenchSubject:
     if ":" in name:
         return user_subject(name)
     raise ValueError(
-        f"--candidate {name!r}: expected one of {', '.join(BUILTIN_CANDIDATES)} or a conformance adapter as "
-        "package.module:ADAPTER"
+        f"--candidate {name!r}: expected one of {', '.join([*BUILTIN_CANDIDATES, CONVOLUTIONS])} or a conformance "
+        "adapter as package.module:ADAPTER"
     )
+
+
+def candidate_call(name: str, operation: str) -> Callable[[torch.device], tuple[Callable[[], Any], Any]]:
+    """How to build the candidate called `name` (`convolutions` included) for `operation`: checked now, built later."""
+    if name != CONVOLUTIONS:
+        subject = candidate_subject(name)
+        return lambda device: operation_call(subject, operation, device)
+    if operation != "optimize":
+        raise ValueError(
+            f"--candidate {CONVOLUTIONS} --operation {operation}: the convolutions stand for the optimisation step "
+            "only; use --operation optimize"
+        )
+
+    def build(device: torch.device) -> tuple[Callable[[], Any], Any]:
+        states = torch.zeros((SEED_CONFIG.batch_size, 3, SCREEN_HEIGHT, SCREEN_WIDTH), device=device)
+        return synchronized(optimize_convolutions_call(network(REFERENCE_SUBJECT, device), states), device), None
+
+    return build
 
 
 def operation_call(subject: BenchSubject, operation: str, device: torch.device) -> tuple[Callable[[], Any], Any]:
@@ -111,14 +135,20 @@ def operation_call(subject: BenchSubject, operation: str, device: torch.device) 
 
 
 def format_paired(result: Paired, candidate: str, operation: str, device: torch.device) -> str:
-    return "\n".join([
+    width = max(len("reference"), len(candidate))
+    lines = [
         f"{operation} on {device}, {torch.get_num_threads()} torch thread(s), {len(result.reference)} pairs "
         "(order alternating within pairs):",
-        f"  reference  median {format_time(float(np.median(result.reference)))}",
-        f"  {candidate:9}  median {format_time(float(np.median(result.candidate)))}",
+        f"  {'reference':{width}}  median {format_time(float(np.median(result.reference)))}",
+        f"  {candidate:{width}}  median {format_time(float(np.median(result.candidate)))}",
         f"  {candidate} ÷ reference: {result.ratio:.3f} (95% CI {result.low:.3f}–{result.high:.3f}), the median of "
         "the per-pair time ratios",
-    ])  # fmt: skip
+    ]
+    if candidate == CONVOLUTIONS:
+        lines.append(
+            "  no float32 implementation that keeps these convolution kernels can take the step below this ratio"
+        )
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -127,7 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--candidate", default="fast", help="fast, fast-compiled or package.module:ADAPTER")
+    parser.add_argument(
+        "--candidate", default="fast", help=f"fast, fast-compiled, {CONVOLUTIONS} or package.module:ADAPTER"
+    )
     parser.add_argument("--operation", choices=OPERATIONS, default="optimize")
     parser.add_argument("--pairs", type=int, default=40, help="timed pairs of calls (default 40)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -144,15 +176,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     pin_glibc_allocator()  # as the benchmark suite does, so the figures are comparable
     torch.set_num_threads(args.threads)
     try:
-        candidate = candidate_subject(args.candidate)
+        build_candidate = candidate_call(args.candidate, args.operation)
     except (ValueError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     opened = []
     try:
         calls = []
-        for subject in (REFERENCE_SUBJECT, candidate):
-            call, closer = operation_call(subject, args.operation, device)
+        for build in (lambda device: operation_call(REFERENCE_SUBJECT, args.operation, device), build_candidate):
+            call, closer = build(device)
             calls.append(call)
             opened.append(closer)
         result = interleave(calls[0], calls[1], args.pairs)

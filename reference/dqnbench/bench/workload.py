@@ -25,6 +25,7 @@ from dqnbench.policy import epsilon
 from dqnbench.train import Experience, StateBuilder, make_optimizer
 
 SCREEN_HEIGHT = 40
+SCREEN_WIDTH = 90
 N_ACTIONS = 2
 
 
@@ -131,7 +132,7 @@ def network(subject: BenchSubject, device: torch.device) -> nn.Module:
     """The subject's Q-network for the seed's 40x90 difference screens, on `device`."""
     subject.require("make_network")
     assert subject.make_network is not None
-    return subject.make_network(SCREEN_HEIGHT, 90, N_ACTIONS, 3).to(device)
+    return subject.make_network(SCREEN_HEIGHT, SCREEN_WIDTH, N_ACTIONS, 3).to(device)
 
 
 OPTIMIZE_MEMORY = 1000
