@@ -166,3 +166,11 @@ def test_screen_memory_refuses_screens_without_batch_and_channel_dimensions():
     memory = ScreenMemory(10)
     with pytest.raises(ValueError, match=r"screen of shape \(8, 10\), expected \(1, C, H, W\)"):
         memory.observe(torch.zeros(8, 10), first=True)
+
+
+def test_a_screen_of_another_size_is_refused_naming_both_sizes():
+    memory = ScreenMemory(4)
+    memory.observe(torch.zeros(1, 3, 40, 90), first=True)
+    with pytest.raises(ValueError, match=r"screen of shape \(1, 3, 40, 80\), but this memory holds screens of "
+                       r"\(1, 3, 40, 90\)"):  # fmt: skip
+        memory.observe(torch.zeros(1, 3, 40, 80), first=False)

@@ -227,6 +227,7 @@ class ScreenMemory(_Ring):
     def __init__(self, capacity: int, seed: int = 0) -> None:
         super().__init__(capacity, seed)
         self._screens: Tensor | None = None  # ring of uint8 screens, indexed by screen id % len
+        self._staging: Tensor | None = None  # one float screen in the ring's layout, reused by every store
         self._next_id = 0
         self._window: list[int] = []  # screen ids of the current state
         self._pending: list[int] | None = None  # the state's ids plus the newest screen, awaiting its push
@@ -254,16 +255,29 @@ class ScreenMemory(_Ring):
             self._pending = [*self._window, screen_id]
 
     def _store(self, screen: Tensor) -> int:
-        pixels = screen.detach().mul(255).round_()
         if self._screens is None:
             # Room for every screen a full ring of transitions refers to: one per transition, the screens
             # before the oldest one's and the newest one; `_grow` adds more after time-limit endings.
             # (H, W, C) screens make the seed's difference states channels-last in one pass (`ScreenBatch.dense`);
             # a stack recipe, learnt at the first push, lays the ring out as (C, H, W) instead (`_recipe`).
-            self._screens = _screen_ring(self.capacity + 16, pixels.shape[1:], pixels.device, channels_last=True)
+            self._screens = _screen_ring(self.capacity + 16, screen.shape[1:], screen.device, channels_last=True)
+        if screen.shape[1:] != self._screens.shape[1:]:
+            raise ValueError(
+                f"ScreenMemory.observe: screen of shape {tuple(screen.shape)}, but this memory holds screens of "
+                f"(1, {', '.join(map(str, self._screens.shape[1:]))}); observe screens of one size per memory"
+            )
         if self._oldest_live_id() <= self._next_id - self._screens.shape[0]:
             self._grow()
-        self._screens[self._next_id % self._screens.shape[0]] = pixels.reshape(self._screens.shape[1:])
+        slot = self._screens[self._next_id % self._screens.shape[0]]
+        # Scaled and rounded in a float buffer laid out as the ring is, so that the uint8 store is a plain cast
+        # and the (C, H, W) -> (H, W, C) transpose happens while reading floats: 17 against 22 µs a screen here
+        # when it happened while writing bytes.
+        staging = self._staging
+        if staging is None or staging.stride() != slot.stride() or staging.device != slot.device:
+            staging = torch.empty_strided(slot.shape, slot.stride(), dtype=torch.float32, device=slot.device)
+            self._staging = staging
+        torch.mul(screen.detach()[0], 255, out=staging).round_()
+        slot.copy_(staging)
         self._next_id += 1
         return self._next_id - 1
 
