@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dqnbench.bench.measure import synchronized
+
 LAYOUTS = (torch.contiguous_format, torch.channels_last)
 PROBE_CALLS = 5
 """Timed calls per layer and layout when choosing the faster layout (after one untimed call)."""
@@ -93,14 +95,12 @@ def _convolution(
     return Convolution(inputs, weight, bias, tensor(output_shape), layer, input_grad=not first)
 
 
-def _median_time(call: Callable[[], None], device: torch.device, calls: int) -> float:
+def _median_time(call: Callable[[], object], calls: int) -> float:
     call()
     times = []
     for _ in range(calls):
         started = time.perf_counter()
         call()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 
@@ -111,7 +111,7 @@ def step_convolutions(net: nn.Module, states: Tensor, *, probe_calls: int = PROB
     chosen = []
     for index, (layer, shape) in enumerate(conv_inputs(net, states)):
         candidates = [_convolution(layer, shape, layout, first=index == 0, seed=index) for layout in LAYOUTS]
-        chosen.append(min(candidates, key=lambda c: _median_time(c.both, states.device, probe_calls)))
+        chosen.append(min(candidates, key=lambda c: _median_time(synchronized(c.both, states.device), probe_calls)))
     return chosen
 
 
