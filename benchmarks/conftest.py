@@ -8,6 +8,8 @@ Run with `pytest benchmarks/` (the folder is not in `testpaths`). Options:
   conformance adapter beside `reference` and `fast`.
 * `--quick`: every benchmark once (CI smoke run: proves none has rotted; its timings are not measurements).
 * `--threads=N`: torch intra-op threads (recorded in `machine_info.dqnbench.torch_threads`).
+* `--passes=N`: time every benchmark in N short passes over the run, pooled into one result per benchmark
+  (`dqnbench.bench.passes` says why); with or without, the implementations of a benchmark run side by side.
 
 `DQNBENCH_COMMIT=<commit id>[-dirty]` records that commit instead of what git says (for a copied tree).
 """
@@ -15,7 +17,7 @@ Run with `pytest benchmarks/` (the folder is not in `testpaths`). Options:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
 import pytest
@@ -24,6 +26,7 @@ import torch
 from dqnbench.allocator import pin_glibc_allocator
 from dqnbench.bench.facts import commit_override, update_commit_info, update_machine_info
 from dqnbench.bench.measure import run_benchmark
+from dqnbench.bench.passes import PASS_EXTRA, PASS_PARAM, interleaved, pass_id, pool
 from dqnbench.bench.subjects import (
     REFERENCE_SUBJECT,
     BenchSubject,
@@ -33,7 +36,7 @@ from dqnbench.bench.subjects import (
     fast_subject,
     user_subject,
 )
-from dqnbench.bench.workload import render_screens
+from dqnbench.bench.workload import Workloads, render_screens
 from dqnbench.conformance.adapter import REFERENCE_SPEC
 
 DEVICES = ("cpu", "cuda")
@@ -58,6 +61,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="torch intra-op threads (default: torch's choice, one per core); 1 keeps timings steady on a busy "
         "machine, where threads waiting for each other at every operator multiply a timing",
+    )
+    group.addoption(
+        "--passes",
+        type=int,
+        default=1,
+        help="time every benchmark in this many short passes spread over the run and pool each one's rounds "
+        "(with --benchmark-max-time per pass), so that its median samples the whole run, not one moment of "
+        "a machine whose speed wanders (default 1)",
     )
 
 
@@ -90,10 +101,15 @@ def pytest_configure(config: pytest.Config) -> None:
         if threads < 1:
             raise pytest.UsageError(f"--threads={threads}: need at least 1")
         torch.set_num_threads(threads)
+    if config.getoption("--passes") < 1:
+        raise pytest.UsageError(
+            f"--passes={config.getoption('--passes')}: need at least 1 (1 times each benchmark once)"
+        )
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
-    update_machine_info(machine_info, config.stash[_PINNED], mode="quick" if config.getoption("--quick") else "full")
+    mode = "quick" if config.getoption("--quick") else "full"
+    update_machine_info(machine_info, config.stash[_PINNED], mode=mode, passes=config.getoption("--passes"))
 
 
 def pytest_benchmark_update_commit_info(config: pytest.Config, commit_info: dict[str, Any]) -> None:
@@ -133,6 +149,36 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         # The parameter is the implementation's name, so the JSON's `params` records it readably.
         names = [name for name, found in subjects.items() if _times(found, metafunc.function.__name__)]
         metafunc.parametrize("subject", names, indirect=True, scope="session")
+    passes = metafunc.config.getoption("--passes")
+    if passes > 1 and PASS_PARAM in metafunc.fixturenames:
+        ids = [pass_id(index, passes) for index in range(passes)]
+        metafunc.parametrize(PASS_PARAM, range(passes), ids=ids, indirect=True)
+
+
+def _as_benchmark(item: pytest.Item) -> tuple[int, Hashable, str] | None:
+    """The item's pass, benchmark (test and parameters but the implementation) and implementation."""
+    if PASS_PARAM not in getattr(item, "fixturenames", ()):
+        return None
+    params = dict(getattr(getattr(item, "callspec", None), "params", {}))
+    index, impl = params.pop(PASS_PARAM, 0), params.pop("subject", "")
+    return (
+        index,
+        (item.nodeid.split("[")[0], tuple(sorted((name, repr(value)) for name, value in params.items()))),
+        impl,
+    )
+
+
+@pytest.hookimpl(trylast=True)  # after pytest has grouped the items by their fixtures' parameters
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items[:] = interleaved(items, _as_benchmark)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)  # before pytest-benchmark's own, which writes the JSON and table
+def pytest_sessionfinish(session: pytest.Session) -> Iterator[None]:
+    benchmarks = getattr(session.config, "_benchmarksession", None)
+    if benchmarks is not None:
+        benchmarks.benchmarks[:] = pool(benchmarks.benchmarks)
+    return (yield)
 
 
 def _times(subject: BenchSubject | str, test: str) -> bool:
@@ -181,6 +227,19 @@ def _subject_runs_on_device(request: pytest.FixtureRequest) -> None:
             pytest.skip(f"{subject.name} runs on {', '.join(sorted(subject.devices))} only")
 
 
+@pytest.fixture
+def benchmark_pass(request: pytest.FixtureRequest) -> int:
+    """The pass (0-based) of `--passes` this item times its benchmark in: 0 without passes."""
+    return int(getattr(request, "param", 0))
+
+
+@pytest.fixture(scope="session")
+def workloads() -> Iterator[Workloads]:
+    built = Workloads()
+    yield built
+    built.close()
+
+
 @pytest.fixture(scope="session")
 def quick(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--quick"))
@@ -209,21 +268,24 @@ def pool_size(quick: bool) -> int:
     return 8 if quick else POOL
 
 
-@pytest.fixture(scope="session")
-def screens(subject: BenchSubject, device: torch.device, pool_size: int) -> list[torch.Tensor]:
+@pytest.fixture
+def screens(subject: BenchSubject, device: torch.device, pool_size: int, workloads: Workloads) -> list[torch.Tensor]:
     """Screens of random CartPole states (the implementation's own screens when it extracts them)."""
-    return render_screens(subject, pool_size, device)
+    return workloads.get(
+        ("screens", subject.name, device, pool_size), lambda: render_screens(subject, pool_size, device)
+    )
 
 
 Timed = Callable[..., None]
 
 
 @pytest.fixture
-def timed(benchmark: Any, subject: BenchSubject, device: torch.device, quick: bool) -> Timed:
-    """`timed(group, fn, **extra_info)`: benchmark `fn` in `group`, recording implementation and device."""
+def timed(benchmark: Any, subject: BenchSubject, device: torch.device, quick: bool, benchmark_pass: int) -> Timed:
+    """`timed(group, fn, **extra_info)`: benchmark `fn` in `group`, recording implementation, device and pass."""
 
     def run(group: str, fn: Callable[[], object], **extra: object) -> None:
         benchmark.group = group
-        run_benchmark(benchmark, fn, device=device, quick=quick, extra={"impl": subject.name, **extra})
+        facts = {"impl": subject.name, PASS_EXTRA: benchmark_pass, **extra}
+        run_benchmark(benchmark, fn, device=device, quick=quick, extra=facts)
 
     return run

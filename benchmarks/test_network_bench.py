@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dqnbench.bench.subjects import BenchSubject
-from dqnbench.bench.workload import network, optimize_call, rollout
+from dqnbench.bench.workload import Workloads, network, optimize_call, rollout
 from dqnbench.config import SEED_CONFIG
 
 BATCH_SIZE = SEED_CONFIG.batch_size
@@ -31,5 +31,6 @@ def test_forward(timed, subject: BenchSubject, device: torch.device, screens, ba
     timed(f"forward-b{batch_size}", forward, batch_size=batch_size)
 
 
-def test_optimize(timed, subject: BenchSubject, device: torch.device, screens) -> None:
-    timed(f"optimize-b{BATCH_SIZE}", optimize_call(subject, device, screens), batch_size=BATCH_SIZE)
+def test_optimize(timed, subject: BenchSubject, device: torch.device, screens, workloads: Workloads) -> None:
+    optimize = workloads.get(("optimize", subject.name, device), lambda: optimize_call(subject, device, screens))
+    timed(f"optimize-b{BATCH_SIZE}", optimize, batch_size=BATCH_SIZE)

@@ -126,3 +126,34 @@ def test_the_commit_can_be_named_for_a_copied_tree(
     refused = pytester.runpytest_inprocess(str(BENCHMARKS), "--quick", "-p", "no:cacheprovider", "-k", "nothing")
     assert refused.ret == pytest.ExitCode.USAGE_ERROR
     refused.stderr.fnmatch_lines(["*DQNBENCH_COMMIT='HEAD~1'*git commit id*git rev-parse HEAD*"])
+
+
+def test_passes_take_turns_and_each_benchmark_is_one_entry_of_all_its_rounds(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    out = tmp_path / "run.json"
+    pytester.syspathinsert()
+    result = pytester.runpytest_inprocess(
+        str(BENCHMARKS), "--quick", "-p", "no:cacheprovider", "-v", "--passes=2", "-k", "replay_push and cpu",
+        f"--benchmark-json={out}",
+    )  # fmt: skip
+    assert result.ret == 0, result.stdout.str()
+    ran = [line.split("::")[-1].split(" ")[0] for line in result.stdout.lines if " PASSED" in line]
+    assert ran == [
+        "test_replay_push[cpu-reference-pass1of2]",
+        "test_replay_push[cpu-fast-pass1of2]",
+        "test_replay_push[cpu-fast-pass2of2]",
+        "test_replay_push[cpu-reference-pass2of2]",
+    ]
+    run = json.loads(out.read_text())
+    assert run["machine_info"]["dqnbench"]["passes"] == 2
+    entries = {bench["name"]: bench for bench in run["benchmarks"]}
+    assert sorted(entries) == ["test_replay_push[cpu-fast]", "test_replay_push[cpu-reference]"]
+    for bench in entries.values():
+        # --quick times one round per pass.
+        assert (bench["stats"]["rounds"], bench["extra_info"]["passes"]) == (2, 2), bench
+        assert "benchmark_pass" not in bench["params"] and "pass" not in bench["extra_info"]
+
+    refused = pytester.runpytest_inprocess(str(BENCHMARKS), "--passes=0", "-p", "no:cacheprovider")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(["*--passes=0: need at least 1*"])

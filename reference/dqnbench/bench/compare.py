@@ -209,13 +209,15 @@ def format_table(rows: Sequence[Row]) -> str:
     return "\n".join(text)
 
 
-CONTEXT_KEYS = ("torch", "cuda", "torch_threads", "allocator", "mode")
+CONTEXT_KEYS = ("torch", "cuda", "torch_threads", "allocator", "mode", "passes")
+CONTEXT_BEFORE_RECORDED = {"passes": 1}
+"""What runs stored before a fact was recorded did: every benchmark in one block, before `--passes` existed."""
 
 
 def context_differences(baseline: Run, current: Run) -> list[str]:
     """Recorded facts (torch, threads, allocator...) that differ between the runs: causes to rule out first."""
-    base = baseline.data["machine_info"].get("dqnbench", {})
-    cur = current.data["machine_info"].get("dqnbench", {})
+    base = {**CONTEXT_BEFORE_RECORDED, **baseline.data["machine_info"].get("dqnbench", {})}
+    cur = {**CONTEXT_BEFORE_RECORDED, **current.data["machine_info"].get("dqnbench", {})}
     return [f"{key}: {base.get(key)!r} -> {cur.get(key)!r}" for key in CONTEXT_KEYS if base.get(key) != cur.get(key)]
 
 

@@ -44,12 +44,12 @@ def gpu_names() -> list[str]:
     return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
 
 
-def update_machine_info(machine_info: dict[str, Any], pinned: dict[str, Any], *, mode: str) -> None:
+def update_machine_info(machine_info: dict[str, Any], pinned: dict[str, Any], *, mode: str, passes: int = 1) -> None:
     """Add this suite's facts under `machine_info["dqnbench"]` (the `pytest_benchmark_update_machine_info` hook).
 
     `DQNBENCH_MACHINE_ID` overrides the derived machine id (e.g. for a CI runner whose host name changes).
     """
-    machine_info["dqnbench"] = machine_facts(pinned, mode=mode)
+    machine_info["dqnbench"] = machine_facts(pinned, mode=mode, passes=passes)
     machine_info["dqnbench"]["machine_id"] = os.environ.get(MACHINE_ID_ENV) or machine_id_from_info(machine_info)
 
 
@@ -97,12 +97,16 @@ def this_machine_id() -> str:
     return os.environ.get(MACHINE_ID_ENV) or machine_id_from_info(machine_info)
 
 
-def machine_facts(pinned: dict[str, Any], *, mode: str) -> dict[str, Any]:
-    """Versions, GPUs, threads, allocator settings and load: what a timing depends on besides the code."""
+def machine_facts(pinned: dict[str, Any], *, mode: str, passes: int = 1) -> dict[str, Any]:
+    """Versions, GPUs, threads, allocator settings and load: what a timing depends on besides the code.
+
+    `passes`: the suite's `--passes`, how each benchmark's rounds were spread over the run (`dqnbench.bench.passes`).
+    """
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     return {
         "dqnbench_version": dqnbench.__version__,
         "mode": mode,
+        "passes": passes,
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "cudnn": cudnn,

@@ -8,9 +8,9 @@ states (the cart anywhere on the track), so per-frame costs that depend on the p
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -76,6 +76,34 @@ def render_screens(subject: BenchSubject, count: int, device: torch.device, seed
 
 
 Transition = tuple[Tensor, Tensor, Tensor | None, Tensor]
+
+W = TypeVar("W")
+
+
+class Workloads:
+    """What benchmarks time, built once per session: a filled replay memory, a training step, a compiled step.
+
+    With `--passes` a benchmark runs once per pass, and the implementations take turns in each, so building
+    per test would refill a 10000-transition memory or recompile a step every pass. `close()` closes what was
+    built that can be closed (a training step's environment).
+    """
+
+    def __init__(self) -> None:
+        self._built: dict[Hashable, Any] = {}
+
+    def get(self, key: Hashable, build: Callable[[], W]) -> W:
+        """What `build()` made for `key` the first time it was asked for (a build that raised is retried)."""
+        if key not in self._built:
+            self._built[key] = build()
+        built: W = self._built[key]
+        return built
+
+    def close(self) -> None:
+        for built in self._built.values():
+            close = getattr(built, "close", None)
+            if callable(close):
+                close()
+        self._built.clear()
 
 
 @dataclass(frozen=True)
