@@ -53,7 +53,8 @@ class _Ring:
         self._next = (self._next + 1) % self.capacity
         return slot
 
-    def _draw(self, batch_size: int) -> list[int]:
+    def _draw(self, batch_size: int) -> Tensor:
+        """`batch_size` slots as the reference draws them, as a CPU int64 tensor."""
         if batch_size > self._size:
             raise ValueError(
                 f"{type(self).__name__}.sample(batch_size={batch_size}): the memory holds only {self._size} "
@@ -61,7 +62,9 @@ class _Ring:
             )
         # random.sample only uses the population's length, so drawing from range(len) picks the same
         # slots, in the same order, as ReplayMemory drawing from its list.
-        return self._rng.sample(range(self._size), batch_size)
+        slots = self._rng.sample(range(self._size), batch_size)
+        # Through numpy: 2.4 against 23 µs for torch.tensor(list) to read 128 Python ints here.
+        return torch.from_numpy(np.fromiter(slots, dtype=np.int64, count=batch_size))
 
     def _fields(self, index: Tensor, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
         """Actions, float rewards and the non-final mask (on `device`) of the slots in `index`, a CPU tensor.
@@ -73,9 +76,9 @@ class _Ring:
         rewards = self._rewards[on_device].to(torch.float32).reshape(len(index))
         return self._actions[on_device], rewards, ~torch.from_numpy(self._final)[index].to(device)
 
-    def _batch(self, slots: list[int], states: Tensor, next_states: Tensor) -> Batch:
+    def _batch(self, slots: Tensor, states: Tensor, next_states: Tensor) -> Batch:
         """A Batch of `slots`, given their states and next states (rows of final transitions are dropped)."""
-        actions, rewards, continues = self._fields(torch.tensor(slots), states.device)
+        actions, rewards, continues = self._fields(slots, states.device)
         return Batch(states, actions, rewards, continues, next_states[continues])
 
     def __len__(self) -> int:
@@ -112,7 +115,7 @@ class StateMemory(_Ring):
     def sample_batch(self, batch_size: int) -> Batch:
         slots = self._draw(batch_size)
         assert self._states is not None and self._next_states is not None
-        index = torch.tensor(slots, device=self._states.device)
+        index = slots.to(self._states.device)
         return self._batch(slots, self._states[index], self._next_states[index])
 
     def sample(self, batch_size: int) -> Batch:
@@ -361,9 +364,8 @@ class ScreenMemory(_Ring):
         slots = self._draw(batch_size)
         assert self._ids is not None and self._screens is not None
         with single_threaded(self._screens.device):
-            index = torch.tensor(slots)
-            actions, rewards, continues = self._fields(index, self._screens.device)
-            ids = torch.from_numpy(self._ids)[index]
+            actions, rewards, continues = self._fields(slots, self._screens.device)
+            ids = torch.from_numpy(self._ids[slots.numpy()])
             return ScreenBatch(self._gather(ids), actions, rewards, continues, bool(self._stack))
 
     def sample(self, batch_size: int) -> Batch:
