@@ -92,7 +92,9 @@ def _rounded_pass(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """
     total = left @ right
     total += 0.5
-    return np.clip(total, 0, 255, out=total)
+    # The ufuncs themselves: np.clip's Python wrappers cost more than its arithmetic on these few thousand values.
+    np.maximum(total, 0, out=total)
+    return np.minimum(total, 255, out=total)
 
 
 @dataclass(frozen=True)
@@ -188,14 +190,15 @@ class BackgroundResize:
         # are kept; one that straddles the crop's edge may mark a column just outside it, which is harmless.
         words = frame[rows].reshape(crop_height, frame_width * 3).view(np.uint64)
         word_start, word_stop = first * 3 // 8, -(-stop * 3 // 8)
-        changed = np.flatnonzero((words != background.words).any(axis=0)[word_start:word_stop])
+        # Methods rather than numpy's module functions, which add a Python wrapper each (~1.5 µs) per frame.
+        changed = (words != background.words).any(axis=0)[word_start:word_stop].nonzero()[0]
         resized = background.resized.copy()
         if changed.size == 0:
             return resized
         low = max((word_start + int(changed[0])) * 8 // 3 - first, 0)
         high = min(((word_start + int(changed[-1])) * 8 + 7) // 3 - first, crop_width - 1)
-        j0 = int(np.searchsorted(geometry.window_stop, low, side="right"))  # first window ending after `low`
-        j1 = int(np.searchsorted(geometry.window_start, high, side="right"))  # windows starting by `high`
+        j0 = int(geometry.window_stop.searchsorted(low, side="right"))  # first window ending after `low`
+        j1 = int(geometry.window_start.searchsorted(high, side="right"))  # windows starting by `high`
         if j1 - j0 > self.FULL_RESIZE_FRACTION * out_width:
             return _pillow(crop, height)
         if j1 > j0:
