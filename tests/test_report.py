@@ -455,6 +455,43 @@ def test_implementation_prose_counts_faster_slower_and_noise(tmp_path: Path) -> 
     assert re.search(r"The largest difference is in push, where mine is [45]\.\d+ times slower", text), text
 
 
+def _with_passes(document: dict[str, Any], medians: dict[str, list[float]]) -> dict[str, Any]:
+    """`document` as a run timed in passes: each benchmark's `pass_medians_s`, by operation name."""
+    for bench in document["benchmarks"]:
+        bench["extra_info"]["pass_medians_s"] = medians[bench["name"].split("[")[0].removeprefix("test_")]
+    return document
+
+
+def test_passes_show_how_the_machines_speed_moved_within_the_newest_run(tmp_path: Path) -> None:
+    entries = [("push", "cpu", "reference", timings(2e-5, seed=1)), ("sample", "cpu", "fast", timings(1e-3, seed=2))]
+    # Both slower in pass 2: the machine; the sample alone far slower in pass 3.
+    older = _with_passes(bench_document(entries), {"push": [1e-5, 9e-5], "sample": [1e-3, 9e-3]})
+    newest = _with_passes(
+        bench_document(entries, when="2026-11-21T10:00:00+00:00", commit="b" * 40),
+        {"push": [2e-5, 2.4e-5, 2e-5], "sample": [1e-3, 1.2e-3, 1.5e-3]},
+    )
+    paths = [write_json(tmp_path, "older.json", older), write_json(tmp_path, "newest.json", newest)]
+    sections = {s.title: s for s in build_sections(load_inputs(paths), limits=Thresholds())}
+    text = " ".join(sections["Passes within a run"].paragraphs)
+    push, sample = (float(np.median(timings(m, seed=seed))) for m, seed in ((2e-5, 1), (1e-3, 2)))
+    assert "2026-11-21 10:00 UTC, commit bbbbbbb) went over its 2 benchmarks 3 times" in text, text
+    # The median over the two benchmarks per pass; its lowest and highest pass.
+    common = [np.median([2e-5 / push, 1e-3 / sample]), np.median([2.4e-5 / push, 1.2e-3 / sample])]
+    assert f"the median pass ran from {common[0] - 1:+.1%} (pass 1) to" in text, text
+    assert f"the largest single deviation was {1.5e-3 / sample - 1:+.1%}, sample (fast, cpu) in pass 3" in text, text
+    table = sections["Passes within a run"].tables[0]
+    assert [row[:2] for row in table.rows] == [["sample", "fast"], ["push", "reference"]]  # widest spread first
+    assert table.rows[0][4] == f"{1.5 / 1.0 - 1:.1%}"
+    assert len(sections["Passes within a run"].figures) == 1
+
+
+def test_a_report_without_runs_in_passes_says_so_and_quick_runs_do_not_count(tmp_path: Path) -> None:
+    entries = [("push", "cpu", "reference", timings(2e-5))]
+    quick = _with_passes(bench_document(entries, quick=True), {"push": [2e-5, 4e-5]})
+    paths = [write_json(tmp_path, "plain.json", bench_document(entries)), write_json(tmp_path, "quick.json", quick)]
+    assert "No run among the inputs was timed in passes (`pytest benchmarks --passes=N`" in results_text(paths)
+
+
 def test_implementation_table_shows_each_first_call_apart_from_the_steady_state(tmp_path: Path) -> None:
     document = bench_document([
         ("optimize", "cpu", "reference", timings(36e-3, seed=1)),

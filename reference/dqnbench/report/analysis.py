@@ -90,6 +90,32 @@ def latest(benchmarks: pd.DataFrame) -> pd.DataFrame:
     return ordered.drop_duplicates(["machine", "operation", "device", "impl"], keep="last").reset_index(drop=True)
 
 
+DRIFT_COLUMNS = ("machine", "source", "datetime", "commit", "operation", "device", "impl", "median", "pass", "relative")
+
+
+def pass_drift(benchmarks: pd.DataFrame) -> pd.DataFrame:
+    """Each pass's median over the benchmark's median, in the newest run timed in passes on each machine.
+
+    One row per benchmark and pass (`pass` counts from 1); `relative` above 1 is a pass slower than the run's median.
+    Quick runs are left out: they time one call per pass.
+    """
+    passed = benchmarks[
+        ~benchmarks["quick"].astype(bool)
+        & benchmarks["pass_medians"].map(lambda medians: medians is not None and len(medians) > 1)
+    ]
+    rows = []
+    for _, runs in passed.groupby("machine", sort=True):
+        newest = runs[runs["source"] == runs.sort_values("datetime", kind="stable")["source"].iloc[-1]]
+        for bench in newest.itertuples(index=False):
+            for index, median in enumerate(bench.pass_medians, start=1):
+                rows.append({
+                    **{key: getattr(bench, key) for key in DRIFT_COLUMNS[:8]},
+                    "pass": index,
+                    "relative": float(median) / float(bench.median),
+                })  # fmt: skip
+    return pd.DataFrame(rows, columns=list(DRIFT_COLUMNS))
+
+
 def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
     """Sort key in which runs of digits compare as numbers: "batch_size=2" before "batch_size=128"."""
     return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", text))

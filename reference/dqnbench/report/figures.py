@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
@@ -200,6 +201,31 @@ def history_figure(trend: pd.DataFrame) -> Figure:
     for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
     return _render(fig, "history", "Median time of each benchmark over successive runs, regressions marked")
+
+
+def drift_figure(drift: pd.DataFrame) -> Figure:
+    """One panel per machine: each benchmark's pass medians against its run median (thin), and their median over
+    the benchmarks (thick): a pass in which everything was slower is the machine, not the code."""
+    machines = sorted(drift["machine"].unique())
+    fig, axes = plt.subplots(1, len(machines), figsize=(6.4 * len(machines), 3.6), squeeze=False)
+    for ax, machine in zip(axes.flat, machines, strict=True):
+        run = drift[drift["machine"] == machine]
+        for index, (_, passes) in enumerate(run.groupby(["operation", "device", "impl"], sort=True)):
+            ax.plot(passes["pass"], passes["relative"] - 1, color=_PALETTE[index % len(_PALETTE)], alpha=0.45, lw=1)
+        common = run.groupby("pass")["relative"].median() - 1
+        ax.plot(common.index, common.to_numpy(), color="black", lw=2.5, marker="o", label="median over benchmarks")
+        for bound in (-0.1, 0.1):
+            ax.axhline(bound, color="#888888", lw=0.8, ls="--")
+        ax.axhline(0, color="#888888", lw=0.8)
+        ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
+        ax.set_xticks(sorted(run["pass"].unique()))
+        ax.set_xlabel("pass")
+        ax.set_ylabel("pass median vs run median")
+        when = run["datetime"].iloc[0]
+        ax.set_title(f"{machine} · {when:%Y-%m-%d %H:%M} · {str(run['commit'].iloc[0])[:7]}", fontsize=9)
+        ax.grid(alpha=0.25)
+        ax.legend(fontsize=7, loc="upper right")
+    return _render(fig, "passes", "Each benchmark's pass medians relative to its median over the run, per machine")
 
 
 def learning_figure(training: pd.DataFrame, window: int = 100, threshold: float = 195.0) -> Figure:

@@ -32,6 +32,7 @@ TRAINING_COLUMNS = ("episode", "duration", "total_steps", "epsilon", "mean_loss"
 BENCHMARK_COLUMNS = (
     "source", "machine", "datetime", "commit", "version", "quick", "group", "name", "fullname", "operation",
     "device", "impl", "median", "q1", "q3", "iqr", "mean", "stddev", "rounds", "data", "first_call",
+    "pass_medians",
 )
 # fmt: on
 CONFORMANCE_COLUMNS = ("source", "implementation", "created", "torch", "check", "outcome", "message", "duration_s")
@@ -251,9 +252,17 @@ def benchmark_rows_from(path: Path, document: Mapping[str, Any]) -> list[dict[st
                 "data": np.asarray(raw, dtype=float) if isinstance(raw, list) and raw else None,
                 # The suite times the first call apart (lazy set-up, torch.compile's compilation): seconds or NaN.
                 "first_call": _first_call_s(extra),
+                # A run timed in passes (`--passes`) records each pass's median: seconds, or None.
+                "pass_medians": _pass_medians_s(extra),
             }
         )
     return rows
+
+
+def _pass_medians_s(extra: Mapping[str, Any]) -> np.ndarray | None:
+    value = extra.get("pass_medians_s")
+    numbers = isinstance(value, list) and value and all(isinstance(v, int | float) for v in value)
+    return np.asarray(value, dtype=float) if numbers else None
 
 
 def _first_call_s(extra: Mapping[str, Any]) -> float:

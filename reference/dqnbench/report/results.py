@@ -427,6 +427,68 @@ def history_section(bench: pd.DataFrame, numbering: Numbering, limits: Threshold
     return section
 
 
+def passes_section(bench: pd.DataFrame, numbering: Numbering) -> Section:
+    section = Section("Passes within a run")
+    drift = analysis.pass_drift(bench)
+    if drift.empty:
+        section.paragraphs.append(
+            "No run among the inputs was timed in passes (`pytest benchmarks --passes=N`, as `tox -e bench` runs "
+            "it), so the report cannot show how the machine's speed moved during a run."
+        )
+        return section
+    fig_no, tab_no = numbering.figure(), numbering.table()
+    section.figures.append(
+        NumberedFigure(
+            fig_no,
+            "Each benchmark's median in each pass against its median over the whole run (thin lines), and the "
+            "median of those over the benchmarks (thick); dashed lines at ±10 %.",
+            functools.partial(figures.drift_figure, drift),
+        )
+    )
+    spreads = (
+        drift.groupby(["machine", "operation", "device", "impl"], sort=False)
+        .agg(median=("median", "first"), low=("relative", "min"), high=("relative", "max"))
+        .reset_index()
+        .assign(spread=lambda t: t["high"] / t["low"] - 1)
+        .sort_values("spread", ascending=False, kind="stable")
+    )
+    varying = _varies(spreads)
+    section.tables.append(
+        Table(
+            tab_no,
+            "Per benchmark of the newest run in passes: its median over all passes, the lowest and highest pass "
+            "median relative to it, and their spread (highest / lowest − 1), widest first.",
+            ["Benchmark", "Implementation", "Median", "Pass medians", "Spread"],
+            [
+                [
+                    _label(pd.Series(r._asdict()), ["machine", "device"], varying),
+                    str(r.impl),
+                    format_seconds(r.median),
+                    f"{r.low - 1:+.1%} to {r.high - 1:+.1%}",
+                    f"{r.spread:.1%}",
+                ]
+                for r in spreads.itertuples(index=False)
+            ],
+        )
+    )
+    for machine, run in drift.groupby("machine", sort=True):
+        common = run.groupby("pass")["relative"].median() - 1
+        worst = run.loc[(run["relative"] - 1).abs().idxmax()]
+        passes = int(run["pass"].max())
+        benchmarks = count(len(spreads[spreads["machine"] == machine]), "benchmark")
+        section.paragraphs.append(
+            f"The newest run timed in passes on {machine} ({run['datetime'].iloc[0]:%Y-%m-%d %H:%M} UTC, commit "
+            f"{str(run['commit'].iloc[0])[:7]}) went over its {benchmarks} "
+            f"{passes} times, and each benchmark's result pools all {passes} passes (Figure {fig_no}, Table {tab_no}). "
+            f"Over the benchmarks, the median pass ran from {common.min():+.1%} (pass {int(common.idxmin())}) to "
+            f"{common.max():+.1%} (pass {int(common.idxmax())}) of the run's medians; the largest single deviation "
+            f"was {worst['relative'] - 1:+.1%}, {pretty(str(worst['operation']))} ({worst['impl']}, {worst['device']}) "
+            f"in pass {int(worst['pass'])}. A pass in which most benchmarks were slower at once points at the "
+            "machine, not at the code."
+        )
+    return section
+
+
 def _thresholds_text(limits: Thresholds) -> str:
     text = f"{limits.default:.0%} by default"
     if limits.overrides:
@@ -619,6 +681,7 @@ def build_sections(
             device_section(inputs.benchmarks, numbering),
             implementation_section(inputs.benchmarks, numbering),
             history_section(inputs.benchmarks, numbering, limits or analysis.thresholds()),
+            passes_section(inputs.benchmarks, numbering),
         ]
     if len(inputs.training):
         sections.append(learning_section(inputs.training, numbering, threshold, window))
