@@ -71,8 +71,10 @@ class _Ring:
         """
         assert self._actions is not None and self._rewards is not None
         on_device = index.to(self._actions.device)
-        rewards = self._rewards[on_device].to(torch.float32).reshape(len(index))
-        return self._actions[on_device], rewards, ~torch.from_numpy(self._final)[index].to(device)
+        # index_select and numpy rather than tensor[index]: ~10 µs less per batch of 128 here.
+        rewards = self._rewards.index_select(0, on_device).to(torch.float32).reshape(len(index))
+        continues = torch.from_numpy(~self._final[index.numpy()]).to(device)
+        return self._actions.index_select(0, on_device), rewards, continues
 
     def _batch(self, slots: Tensor, states: Tensor, next_states: Tensor) -> Batch:
         """A Batch of `slots`, given their states and next states (rows of final transitions are dropped)."""
@@ -315,7 +317,7 @@ class ScreenMemory(_Ring):
         for stack in candidates:
             self._stack = stack
             ids = ([self._window[0]] * self._span + self._window)[-self._span :]
-            state_screens = self._gather(torch.tensor([ids]))
+            state_screens = self._gather(np.array([ids]))
             rebuilt = _states(state_screens.to(torch.float32).div_(255), bool(stack))
             if torch.equal(rebuilt, state.to(self._screens.device)):
                 if stack:
@@ -329,10 +331,10 @@ class ScreenMemory(_Ring):
             "to observe(), so use StateMemory for states built any other way"
         )
 
-    def _gather(self, ids: Tensor) -> Tensor:
+    def _gather(self, ids: np.ndarray) -> Tensor:
         """(B, n) screen ids -> (B, n, C, H, W) uint8 screens (a copy: the ring goes on changing)."""
         assert self._screens is not None
-        index = (ids.to(self._screens.device) % self._screens.shape[0]).flatten()
+        index = torch.from_numpy((ids % self._screens.shape[0]).ravel()).to(self._screens.device)
         if not self._channels_last:
             return self._screens.index_select(0, index).view(*ids.shape, *self._screens.shape[1:])
         pixels = self._screens.permute(0, 2, 3, 1).index_select(0, index)  # whole (H, W, C) screens
@@ -363,8 +365,7 @@ class ScreenMemory(_Ring):
         assert self._ids is not None and self._screens is not None
         with single_threaded(self._screens.device):
             actions, rewards, continues = self._fields(slots, self._screens.device)
-            ids = torch.from_numpy(self._ids[slots.numpy()])
-            return ScreenBatch(self._gather(ids), actions, rewards, continues, bool(self._stack))
+            return ScreenBatch(self._gather(self._ids[slots.numpy()]), actions, rewards, continues, bool(self._stack))
 
     def sample(self, batch_size: int) -> Batch:
         return self.sample_batch(batch_size).materialize()
