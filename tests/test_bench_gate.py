@@ -469,6 +469,13 @@ def test_stability_runs_the_suite_back_to_back_and_keeps_every_run(
     assert "already holds run-1.json" in capsys.readouterr().err
     assert (out / "run-1.json").read_text() == first
 
+    # Kept runs gzipped in place (`history pack --dir`) are still runs: read back, and never written over.
+    history.pack(tmp_path)
+    assert stability.main(["--from", *map(str, sorted(out.glob("run-*.json.gz")))]) == 0
+    assert "test_tiny.py::test_work" in capsys.readouterr().out
+    assert stability.main(args) == 2
+    assert "already holds run-1.json.gz" in capsys.readouterr().err
+
 
 def _rows_with_ratios(ratios: list[float]) -> list[compare.Row]:
     stats = {"median": 1.0, "q1": 0.99, "q3": 1.01, "rounds": 50}

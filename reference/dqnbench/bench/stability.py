@@ -7,7 +7,8 @@ each pays its own start-up, as `tox -e bench` does); its output goes to DIR/run-
 benchmark is max/min - 1 of its medians across the runs; the exit status is 1 when any benchmark's spread
 exceeds `--target`. The table, the pytest arguments and the allocator and thread settings of the environment
 go to DIR/stability.txt. Nothing in DIR is overwritten: DIR must not hold run files already.
-`--from FILE...` computes the same table from runs made earlier, without running anything.
+`--from FILE...` computes the same table from runs made earlier, without running anything (plain or gzipped:
+`python -m dqnbench.bench.history pack --dir reports/stability` gzips the kept runs in place).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def format_spreads(rows: Sequence[Spread], target: float) -> str:
 def run_suite(runs: int, out: Path, pytest_args: Sequence[str], suite: Path = DEFAULT_SUITE) -> list[Path]:
     """Run `suite` `runs` times, each in its own process, writing DIR/run-<i>.json and .log; their paths."""
     out.mkdir(parents=True, exist_ok=True)
-    existing = sorted([*out.glob("run-*.json"), *out.glob(SUMMARY_NAME)])
+    existing = sorted([*out.glob("run-*.json"), *out.glob("run-*.json.gz"), *out.glob(SUMMARY_NAME)])
     if existing:
         raise FileExistsError(f"{out} already holds {existing[0].name}; pass a new --out (runs are never overwritten)")
     paths = []
