@@ -19,7 +19,6 @@ pooled: `passes` and `pass_medians_s`.
 from __future__ import annotations
 
 import re
-import statistics
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, TypeVar
 
@@ -131,7 +130,7 @@ def _merged(entries: list[Metadata]) -> Metadata:
     stats = Stats()
     for bench in entries:
         stats.data.extend(bench.stats.data)
-    medians = [statistics.median(bench.stats.data) for bench in entries]
+    medians = [bench.stats.median for bench in entries]
     # The first entry becomes the pooled one: pytest-benchmark's table and JSON read these attributes.
     first.extra_info = _pooled_facts([bench.extra_info for bench in entries], medians)
     first.stats = stats
