@@ -3,12 +3,18 @@
 import copy
 from collections.abc import Mapping
 
+import pytest
 import torch
 from torch import Tensor, nn
 
 from dqnbench.bench.subjects import fast_subject
 from dqnbench.bench.workload import render_screens, sampled_batch
 from dqnbench.learner import Batch, make_target, optimize_step
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, needs_cuda])]
+"""A test's `device` parameter: the CPU always, CUDA where a GPU is present (`pytest -m cuda` selects it)."""
 
 
 def snapshot(net: nn.Module) -> dict[str, Tensor]:

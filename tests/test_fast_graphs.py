@@ -23,10 +23,8 @@ from dqnbench.fast.vector import VectorTrainer
 from dqnbench.learner import Batch, make_target, optimize_step, sync_target
 from dqnbench.nets import DQN
 from dqnbench.train import make_optimizer, train
-from support import assert_as_accurate_as_reference, assert_same_step, float64_step, screen_batch
+from support import assert_as_accurate_as_reference, assert_same_step, float64_step, needs_cuda, screen_batch
 from test_fast_vector import assert_device_counters_follow_the_host
-
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 def _twins(device: str = "cpu") -> tuple[nn.Module, nn.Module]:

@@ -10,6 +10,7 @@ from dqnbench.fast.memory import ScreenMemory, StateMemory
 from dqnbench.learner import ReplayBatch
 from dqnbench.parts import ReferenceMemory
 from dqnbench.train import StateBuilder
+from support import DEVICES
 
 SCREEN = (1, 3, 8, 10)
 
@@ -20,7 +21,7 @@ def _screen(rng: random.Random) -> torch.Tensor:
     return torch.randint(0, 256, SCREEN, generator=generator, dtype=torch.uint8).to(torch.float32).div(255)
 
 
-def _feed(memories, config: DQNConfig, episodes: list[tuple[int, str]], seed: int = 0) -> None:
+def _feed(memories, config: DQNConfig, episodes: list[tuple[int, str]], seed: int = 0, device: str = "cpu") -> None:
     """Drive memories as the training loop does: observe every screen, push states built by StateBuilder.
 
     Each episode is (length, ending) with ending "terminated" (next_state None) or "truncated" (kept).
@@ -28,17 +29,18 @@ def _feed(memories, config: DQNConfig, episodes: list[tuple[int, str]], seed: in
     rng = random.Random(seed)
     states = StateBuilder(config)
     for length, ending in episodes:
-        screen = _screen(rng)
+        screen = _screen(rng).to(device)
         for memory in memories:
             memory.observe(screen, first=True)
         state = states.reset(screen)
         for t in range(length):
-            screen = _screen(rng)
+            screen = _screen(rng).to(device)
             for memory in memories:
                 memory.observe(screen, first=False)
             next_state = states.push(screen)
             final = ending == "terminated" and t == length - 1
-            action, reward = torch.tensor([[rng.randrange(2)]]), torch.tensor([rng.random()])
+            action = torch.tensor([[rng.randrange(2)]], device=device)
+            reward = torch.tensor([rng.random()], device=device)
             for memory in memories:
                 memory.push(state, action, None if final else next_state, reward)
             state = next_state
@@ -65,9 +67,10 @@ EPISODES = [(5, "terminated"), (1, "terminated"), (7, "truncated"), (3, "termina
     ids=["difference", "stack4", "stack1"],
 )
 @pytest.mark.parametrize("capacity", [1000, 23], ids=["roomy", "wrapping"])
-def test_screen_memory_samples_exactly_the_reference_batches(config, capacity):
+@pytest.mark.parametrize("device", DEVICES)
+def test_screen_memory_samples_exactly_the_reference_batches(config, capacity, device):
     reference, fast = ReferenceMemory(capacity, seed=5), ScreenMemory(capacity, seed=5)
-    _feed([reference, fast], config, EPISODES)
+    _feed([reference, fast], config, EPISODES, device=device)
     assert len(fast) == len(reference), f"len: reference {len(reference)}, ScreenMemory {len(fast)}"
     for draw in range(5):
         size = min(16, len(reference))

@@ -14,7 +14,7 @@ from dqnbench.config import SEED_CONFIG, DQNConfig
 from dqnbench.nets import DQN
 from dqnbench.parts import REFERENCE_PARTS
 from dqnbench.train import CSV_HEADER, Progress, StateBuilder, TrainResult, resolve_device, train
-from support import assert_same_state, changed_entries
+from support import assert_same_state, changed_entries, needs_cuda
 
 # Small enough that a dozen optimisation steps take about a second.
 SMALL = {"batch_size": 4, "learning_starts": 4, "memory_capacity": 200, "device": "cpu"}
@@ -175,7 +175,7 @@ def test_device_cuda_without_cuda_is_a_clear_error_that_creates_nothing(tmp_path
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@needs_cuda
 def test_training_on_cuda_writes_a_checkpoint_that_loads_on_the_cpu(tmp_path):
     config = DQNConfig(episodes=50, max_env_steps=12, **SMALL).replace(device="cuda", out=tmp_path / "run")
     result = train(config, progress=False)
