@@ -4,11 +4,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.transforms import functional as TF
 
 from dqnbench import screen as reference
 from dqnbench.envs import make_env
 from dqnbench.fast import screen as fast
+from dqnbench.fast.pixels import scale_to_unit_
 from dqnbench.fast.resize import pil_bicubic_weights, resize_uint8
+from support import DEVICES
 
 
 def test_float_round_trip_of_the_seed_gives_every_uint8_back():
@@ -17,6 +20,18 @@ def test_float_round_trip_of_the_seed_gives_every_uint8_back():
     u = np.arange(256, dtype=np.uint8)
     back = ((u.astype(np.float32) / 255) * 255).astype(np.uint8)
     np.testing.assert_array_equal(back, u, err_msg="float32 u / 255 * 255 truncated to uint8 differs from u")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_pixels_scale_to_the_values_to_tensor_gives_on_the_cpu(device):
+    pixels = torch.arange(256, dtype=torch.uint8)
+    expected = TF.to_tensor(pixels.view(1, 256, 1).numpy()).flatten()
+    got = scale_to_unit_(pixels.to(device).to(torch.float32)).cpu()
+    wrong = (got != expected).nonzero().flatten().tolist()
+    assert not wrong, (
+        f"scale_to_unit_ on {device}: {len(wrong)} of 256 values differ from ToTensor's u / 255, first u = "
+        f"{wrong[:5]}; likely a division by a Python number, which CUDA computes as a multiplication by its reciprocal"
+    )
 
 
 @pytest.mark.parametrize(("size", "out"), [((160, 360), (40, 90)), ((320, 720), (40, 90)), ((51, 37), (55, 40))])

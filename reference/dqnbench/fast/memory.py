@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from dqnbench.fast.pixels import scale_to_unit_
 from dqnbench.fast.sampling import ReferenceSampler
 from dqnbench.fast.threads import single_threaded
 from dqnbench.learner import Batch, bellman_targets, best_next_values
@@ -176,7 +177,7 @@ class ScreenBatch:
         """Each transition's state and next state (also for final transitions), as float32 in the layout asked for:
         channels-last (the fast network's) or contiguous (the reference's)."""
         # float32(u) / 255, as ToTensor converts it; `to` keeps the screens' memory order.
-        screens = self.screens.to(torch.float32).div_(255)
+        screens = scale_to_unit_(self.screens.to(torch.float32))
         layout = torch.channels_last if channels_last else torch.contiguous_format
         if self.stack:
             # The ring holds stacked screens as (C, H, W), so these flattens are views and `contiguous` is one
@@ -318,7 +319,7 @@ class ScreenMemory(_Ring):
             self._stack = stack
             ids = ([self._window[0]] * self._span + self._window)[-self._span :]
             state_screens = self._gather(np.array([ids]))
-            rebuilt = _states(state_screens.to(torch.float32).div_(255), bool(stack))
+            rebuilt = _states(scale_to_unit_(state_screens.to(torch.float32)), bool(stack))
             if torch.equal(rebuilt, state.to(self._screens.device)):
                 if stack:
                     # Stacks are flattened (k, C) channels: from (C, H, W) screens that is a view (`_float_states`).

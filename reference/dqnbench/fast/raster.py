@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dqnbench.fast.pixels import scale_to_unit_
 from dqnbench.fast.resize import PRECISION_BITS, pil_bicubic_weights, resize_uint8, resized_size
 from dqnbench.fast.threads import single_threaded
 from dqnbench.screen import ROW_START, ROW_STOP, VIEW_FRACTION
@@ -208,7 +209,7 @@ class CartPoleRaster:
             dim=1,
         ).view(n, 5, -1)
         screens = torch.baddbmm(self.background.view(1, 3, -1), self.deltas.expand(n, 3, 5), objects)
-        return screens.round_().clamp_(0, 255).div_(255).view(n, 3, *self.shape)
+        return scale_to_unit_(screens.round_().clamp_(0, 255)).view(n, 3, *self.shape)
 
 
 class FrameRaster:

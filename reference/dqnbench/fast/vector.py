@@ -26,6 +26,7 @@ from dqnbench.fast.graphs import WARMUP_STEPS, StaticStep, make_capturable
 from dqnbench.fast.learner import FoldedTarget, use_foreach
 from dqnbench.fast.memory import DenseBatch, ScreenBatch
 from dqnbench.fast.parts import make_network
+from dqnbench.fast.pixels import scale_to_unit_
 from dqnbench.fast.raster import CartPoleRaster
 from dqnbench.learner import make_target, sync_target
 from dqnbench.policy import epsilon
@@ -228,7 +229,7 @@ class VectorTrainer:
 
     def _collect(self) -> None:
         """Act, step, draw and store one transition per environment, in place."""
-        state = (self.current.float() / 255) - (self.previous.float() / 255)
+        state = scale_to_unit_(self.current.float()) - scale_to_unit_(self.previous.float())
         actions = self._act(state)
         terminated, truncated = self.env.step(actions)
         done = terminated | truncated
