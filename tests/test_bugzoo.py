@@ -20,6 +20,7 @@ from dqnbench.conformance.checks import CHECKS, CheckResult, run_all
 
 REPO = Path(__file__).resolve().parents[1]
 
+
 def _replaced_piece(mutant: Mutant) -> str:
     (piece,) = [
         f.name

@@ -45,16 +45,17 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         else:
             convert = base if base in (int, float, str, Path) else str
             parser.add_argument(
-                option, type=_parse_optional(convert) if optional else convert, default=None,
-                metavar=f.name.upper(), help=help_text,
+                option,
+                type=_parse_optional(convert) if optional else convert,
+                default=None,
+                metavar=f.name.upper(),
+                help=help_text,
             )
 
 
 def config_from_args(args: argparse.Namespace) -> DQNConfig:
     base = load_config(args.config)
-    given = {
-        f.name: getattr(args, f.name) for f in dataclasses.fields(DQNConfig) if getattr(args, f.name) is not None
-    }
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(DQNConfig) if getattr(args, f.name) is not None}
     return config_from_dict(given, origin="command line", base=base)
 
 
@@ -86,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train the pixel CartPole DQN", description="Train a DQN.")
     train.add_argument(
-        "--config", default="seed",
+        "--config",
+        default="seed",
         help=f"a named configuration ({', '.join(NAMED_CONFIGS)}) or a JSON file of DQNConfig fields; options "
         "given on the command line override it (default: seed)",
     )

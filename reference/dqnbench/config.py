@@ -307,8 +307,7 @@ def load_config(source: str | Path) -> DQNConfig:
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(
-            f"--config {source!r}: neither a named configuration ({', '.join(NAMED_CONFIGS)}) nor an existing "
-            "JSON file"
+            f"--config {source!r}: neither a named configuration ({', '.join(NAMED_CONFIGS)}) nor an existing JSON file"
         )
     try:
         values = json.loads(path.read_text())

@@ -90,9 +90,7 @@ def best_next_values(target_net: nn.Module, next_states: Tensor, policy_net: nn.
         return q_next.gather(1, choice).squeeze(1)
 
 
-def next_state_values(
-    target_net: nn.Module, batch: Batch, policy_net: nn.Module | None = None
-) -> Tensor:
+def next_state_values(target_net: nn.Module, batch: Batch, policy_net: nn.Module | None = None) -> Tensor:
     """max_a Q_target(s', a) per transition (0 for final ones), without building a graph.
 
     With `policy_net` given, Double DQN (`best_next_values`).

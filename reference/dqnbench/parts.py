@@ -64,7 +64,12 @@ def reference_optimize(
 ) -> OptimizeFn:
     def step(batch: ReplayBatch) -> Tensor:
         return optimize_step(
-            policy, target, optimizer, batch.materialize(), gamma=config.gamma, grad_clip=config.grad_clip,
+            policy,
+            target,
+            optimizer,
+            batch.materialize(),
+            gamma=config.gamma,
+            grad_clip=config.grad_clip,
             double_dqn=config.double_dqn,
         )
 

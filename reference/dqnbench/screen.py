@@ -48,9 +48,7 @@ def crop_frame(frame: np.ndarray, cart_column: int) -> np.ndarray:
 
 
 def _seed_resize(height: int) -> T.Compose:
-    return T.Compose(
-        [T.ToPILImage(), T.Resize(height, interpolation=T.InterpolationMode.BICUBIC), T.ToTensor()]
-    )
+    return T.Compose([T.ToPILImage(), T.Resize(height, interpolation=T.InterpolationMode.BICUBIC), T.ToTensor()])
 
 
 _RESIZERS: dict[int, T.Compose] = {}

@@ -17,6 +17,13 @@ import torch
 from dqnbench.bench.facts import ProcessCounters
 
 WARMUP_ROUNDS = 3
+
+# `extra_info` facts that differ from one timing of a benchmark to the next, by how several timings of one
+# benchmark combine (`dqnbench.bench.passes` pools them): summed, averaged per call, the highest, the last.
+CALLS_MEASURED = "calls_measured"
+PER_CALL_FAULTS = ("page_faults_minor_per_call", "page_faults_major_per_call")
+PEAKS_MB = ("peak_rss_mb", "cuda_peak_mb")
+RSS_MB = "rss_mb"
 """Untimed calls before timing starts (after the first, separately timed, call)."""
 
 
@@ -83,18 +90,20 @@ def run_benchmark(
 
     # Calibration calls and the final untimed call pytest-benchmark makes are counted too: faults per call.
     per_call = max(calls, 1)
+    minor_faults, major_faults = PER_CALL_FAULTS
+    peak_rss, cuda_peak = PEAKS_MB
     benchmark.extra_info.update(
         {
             **(extra or {}),
             "device": str(device),
             "first_call_ms": first_call_s * 1e3,
             "warmup_rounds": 1 if quick else warmup_rounds,
-            "calls_measured": calls,
-            "page_faults_minor_per_call": (after.minor_faults - before.minor_faults) / per_call,
-            "page_faults_major_per_call": (after.major_faults - before.major_faults) / per_call,
-            "rss_mb": after.rss_mb,
-            "peak_rss_mb": after.peak_rss_mb,
-            "cuda_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+            CALLS_MEASURED: calls,
+            minor_faults: (after.minor_faults - before.minor_faults) / per_call,
+            major_faults: (after.major_faults - before.major_faults) / per_call,
+            RSS_MB: after.rss_mb,
+            peak_rss: after.peak_rss_mb,
+            cuda_peak: torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
             "quick": quick,
         }
     )

@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 
 from pytest_benchmark.stats import Metadata, Stats
 
+from dqnbench.bench.measure import CALLS_MEASURED, PEAKS_MB, PER_CALL_FAULTS, RSS_MB
+
 PASS_PARAM = "benchmark_pass"
 """The parameter (and fixture) that gives a benchmark's item its pass."""
 
@@ -86,19 +88,19 @@ def _pooled_facts(passes: Sequence[dict[str, Any]], medians: list[float]) -> dic
     compilation). Counts add up, per-call counts are averaged over all calls, peaks take the highest.
     """
     facts = {key: value for key, value in passes[0].items() if key != PASS_EXTRA}
-    if all("calls_measured" in extra for extra in passes):
-        calls = [int(extra["calls_measured"]) for extra in passes]
-        facts["calls_measured"] = sum(calls)
-        for key in ("page_faults_minor_per_call", "page_faults_major_per_call"):
+    if all(CALLS_MEASURED in extra for extra in passes):
+        calls = [int(extra[CALLS_MEASURED]) for extra in passes]
+        facts[CALLS_MEASURED] = sum(calls)
+        for key in PER_CALL_FAULTS:
             if all(key in extra for extra in passes):
                 faults = sum(float(extra[key]) * count for extra, count in zip(passes, calls, strict=True))
                 facts[key] = faults / max(sum(calls), 1)
-    for key in ("peak_rss_mb", "cuda_peak_mb"):
+    for key in PEAKS_MB:
         peaks = [extra[key] for extra in passes if extra.get(key) is not None]
         if peaks:
             facts[key] = max(peaks)
-    if "rss_mb" in passes[-1]:
-        facts["rss_mb"] = passes[-1]["rss_mb"]
+    if RSS_MB in passes[-1]:
+        facts[RSS_MB] = passes[-1][RSS_MB]
     facts["passes"] = len(passes)
     facts["pass_medians_s"] = medians
     return facts

@@ -90,7 +90,8 @@ def latest(benchmarks: pd.DataFrame) -> pd.DataFrame:
     return ordered.drop_duplicates(["machine", "operation", "device", "impl"], keep="last").reset_index(drop=True)
 
 
-DRIFT_COLUMNS = ("machine", "source", "datetime", "commit", "operation", "device", "impl", "median", "pass", "relative")
+_BENCHMARK_COLUMNS = ("machine", "source", "datetime", "commit", "operation", "device", "impl", "median")
+DRIFT_COLUMNS = (*_BENCHMARK_COLUMNS, "pass", "relative")
 
 
 def pass_drift(benchmarks: pd.DataFrame) -> pd.DataFrame:
@@ -109,7 +110,7 @@ def pass_drift(benchmarks: pd.DataFrame) -> pd.DataFrame:
         for bench in newest.itertuples(index=False):
             for index, median in enumerate(bench.pass_medians, start=1):
                 rows.append({
-                    **{key: getattr(bench, key) for key in DRIFT_COLUMNS[:8]},
+                    **{key: getattr(bench, key) for key in _BENCHMARK_COLUMNS},
                     "pass": index,
                     "relative": float(median) / float(bench.median),
                 })  # fmt: skip
