@@ -116,6 +116,17 @@ def test_machine_id_separates_hosts_and_hardware() -> None:
     assert facts.machine_id_from_info(dict(base)) == facts.machine_id_from_info(base)
 
 
+def test_machine_id_separates_leased_gpu_machines_by_card_and_keeps_cpu_ids() -> None:
+    base = {"node": "vm", "machine": "x86_64", "cpu": {"brand_raw": "Some CPU", "count": 16}}
+    cpu_only = facts.machine_id_from_info(base)
+    # A machine without GPUs keeps the id it had before GPU UUIDs were recorded: its history stays one folder.
+    assert facts.machine_id_from_info({**base, "dqnbench": {"gpus": [], "gpu_uuids": []}}) == cpu_only
+    leases = [{**base, "dqnbench": {"gpus": ["NVIDIA H200"], "gpu_uuids": [uuid]}} for uuid in ("GPU-1", "GPU-2")]
+    first, second = (facts.machine_id_from_info(info) for info in leases)
+    assert first != second, "two cards alike but for their UUIDs got one machine id: their runs would be compared"
+    assert first == facts.machine_id_from_info(leases[0]), "the same card must keep its machine id"
+
+
 def test_allocator_is_pinned_and_says_how() -> None:
     pinned = allocator.pin_glibc_allocator()
     if "MALLOC_MMAP_THRESHOLD_" in os.environ and "MALLOC_TRIM_THRESHOLD_" in os.environ:

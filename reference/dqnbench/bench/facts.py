@@ -44,6 +44,13 @@ def gpu_names() -> list[str]:
     return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
 
 
+def gpu_uuids() -> list[str]:
+    """Each visible GPU's UUID: what tells two leased machines apart whose host name and hardware are alike."""
+    if not torch.cuda.is_available():
+        return []
+    return [str(torch.cuda.get_device_properties(i).uuid) for i in range(torch.cuda.device_count())]
+
+
 def update_machine_info(machine_info: dict[str, Any], pinned: dict[str, Any], *, mode: str, passes: int = 1) -> None:
     """Add this suite's facts under `machine_info["dqnbench"]` (the `pytest_benchmark_update_machine_info` hook).
 
@@ -93,7 +100,7 @@ def this_machine_id() -> str:
     from pytest_benchmark.plugin import pytest_benchmark_generate_machine_info
 
     machine_info = pytest_benchmark_generate_machine_info()
-    machine_info["dqnbench"] = {"gpus": gpu_names()}
+    machine_info["dqnbench"] = {"gpus": gpu_names(), "gpu_uuids": gpu_uuids()}
     return os.environ.get(MACHINE_ID_ENV) or machine_id_from_info(machine_info)
 
 
@@ -111,6 +118,7 @@ def machine_facts(pinned: dict[str, Any], *, mode: str, passes: int = 1) -> dict
         "cuda": torch.version.cuda,
         "cudnn": cudnn,
         "gpus": gpu_names(),
+        "gpu_uuids": gpu_uuids(),
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
         "cpu_count": os.cpu_count(),

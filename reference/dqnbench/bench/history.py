@@ -44,8 +44,9 @@ def machine_id_from_info(machine_info: dict[str, Any]) -> str:
     """The history store's folder name for the machine a run came from.
 
     A run written by this suite carries it (`machine_info.dqnbench.machine_id`); for any other
-    pytest-benchmark JSON it is derived from the host name, CPU model, core count, architecture and GPUs,
-    so a different CPU or GPU under the same host name is a different machine.
+    pytest-benchmark JSON it is derived from the host name, CPU model, core count, architecture and GPUs (their
+    names, and their UUIDs where recorded), so a different CPU or GPU under the same host name is a different
+    machine: leased GPU machines share one host name and one hardware model, but each card has its own UUID.
     """
     recorded = machine_info.get("dqnbench", {}).get("machine_id") if isinstance(machine_info, dict) else None
     if isinstance(recorded, str) and recorded:
@@ -56,6 +57,7 @@ def machine_id_from_info(machine_info: dict[str, Any]) -> str:
         str(cpu.get("count", "")),
         str(machine_info.get("machine", "")),
         *[str(name) for name in machine_info.get("dqnbench", {}).get("gpus", [])],
+        *[str(uuid) for uuid in machine_info.get("dqnbench", {}).get("gpu_uuids", [])],
     ]
     digest = hashlib.sha256("|".join(hardware).encode()).hexdigest()[:8]
     return f"{_slug(str(machine_info.get('node', 'unknown')))}-{digest}"
