@@ -40,8 +40,9 @@ def test_fast_step_equals_the_reference_step(double_dqn, compile_networks):
 
 @pytest.mark.parametrize("compile_networks", [False, True], ids=["eager", "compiled"])
 @pytest.mark.parametrize("double_dqn", [False, True], ids=["dqn", "double_dqn"])
-def test_fast_step_equals_the_reference_step_on_screen_differences(double_dqn, compile_networks):
-    assert_fast_step_equals_reference(screen_batch(), double_dqn, compile_networks)
+@pytest.mark.parametrize("size", [128, 64])
+def test_fast_step_equals_the_reference_step_on_screen_differences(double_dqn, compile_networks, size):
+    assert_fast_step_equals_reference(screen_batch(size), double_dqn, compile_networks)
 
 
 @pytest.mark.parametrize(
@@ -70,6 +71,8 @@ def assert_fast_step_equals_reference(batch: Batch, double_dqn: bool, compile_ne
     fast_opt = torch.optim.RMSprop(fast.parameters(), lr=0.01)
     use_foreach(fast_opt)
     before = copy.deepcopy(reference.state_dict())
+    # Only the gradients that the float32 reference itself leaves more than 1e-5 from float64 are judged by it.
+    exact, _ = float64_step(reference, batch, gamma=0.999, lr=0.01, double_dqn=double_dqn)
     expected = optimize_step(reference, reference_target, reference_opt, batch, gamma=0.999, double_dqn=double_dqn)
     got = fast_optimize_step(
         compiled(fast) if compile_networks else fast,
@@ -79,7 +82,7 @@ def assert_fast_step_equals_reference(batch: Batch, double_dqn: bool, compile_ne
         gamma=0.999,
         double_dqn=double_dqn,
     )
-    compared = assert_same_step("fast_optimize_step vs optimize_step", reference, fast, expected, got)
+    compared = assert_same_step("fast_optimize_step vs optimize_step", reference, fast, expected, got, exact)
     for name, p_ref in reference.named_parameters():
         clear = p_ref.grad.abs() > NOISE
         if clear.any():
