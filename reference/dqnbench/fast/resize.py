@@ -102,23 +102,34 @@ class _Geometry:
     """What resizing a (crop_height, crop_width) crop to (out_height, out_width) needs, computed once."""
 
     horizontal: np.ndarray
-    """(out_width, crop_width) float64: Pillow's fixed-point weights along a row, divided by 2**22."""
+    """(crop_width, out_width) float64: Pillow's fixed-point weights along a row, divided by 2**22, one output
+    column per column (a slice of it is the right operand of the row pass as it is: BLAS reads it strided)."""
     vertical: np.ndarray
-    """(out_height, crop_height) float64: the same down a column."""
+    """(out_height, crop_height) float64: the same down a column, one output row per row."""
     window_start: np.ndarray
     window_stop: np.ndarray
     """Per output column, the input columns [start, stop) it reads."""
+    first_window_after: list[int]
+    """Per input column x, the first output column whose window ends after x."""
+    windows_through: list[int]
+    """Per input column x, how many output columns' windows start at or before x."""
     exact: bool
     """The two passes here reproduce this Pillow's full resize of random pixels (its order and arithmetic)."""
 
     @classmethod
     def of(cls, crop_height: int, crop_width: int, out_height: int, out_width: int) -> _Geometry:
         windows = np.array(pil_windows(crop_width, out_width))
+        columns = np.arange(crop_width)
         geometry = cls(
-            horizontal=pil_bicubic_weights(crop_width, out_width).double().numpy() / (1 << PRECISION_BITS),
+            horizontal=np.ascontiguousarray(
+                pil_bicubic_weights(crop_width, out_width).double().numpy().T / (1 << PRECISION_BITS)
+            ),
             vertical=pil_bicubic_weights(crop_height, out_height).double().numpy() / (1 << PRECISION_BITS),
             window_start=windows[:, 0],
             window_stop=windows[:, 1],
+            # Looked up per frame as Python lists: a list index costs a tenth of a numpy searchsorted call.
+            first_window_after=windows[:, 1].searchsorted(columns, side="right").tolist(),
+            windows_through=windows[:, 0].searchsorted(columns, side="right").tolist(),
             exact=False,
         )
         noise = np.random.default_rng(0).integers(0, 256, (crop_height, crop_width, 3), dtype=np.uint8)
@@ -134,7 +145,7 @@ class _Geometry:
         pixels = np.empty(patch.shape, dtype=np.float64)
         np.copyto(pixels, patch)
         # Horizontal first, then vertical, each rounded to 8 bits in between, as Pillow's two passes.
-        weights = np.ascontiguousarray(self.horizontal[j0:j1, x0 : x0 + columns].T)
+        weights = self.horizontal[x0 : x0 + columns, j0:j1]
         along_rows = _rounded_pass(pixels.reshape(channels * rows, columns), weights)
         np.floor(along_rows, out=along_rows)
         return _rounded_pass(self.vertical, along_rows.reshape(channels, rows, j1 - j0)).astype(np.uint8)
@@ -197,8 +208,7 @@ class BackgroundResize:
             return resized
         low = max((word_start + int(changed[0])) * 8 // 3 - first, 0)
         high = min(((word_start + int(changed[-1])) * 8 + 7) // 3 - first, crop_width - 1)
-        j0 = int(geometry.window_stop.searchsorted(low, side="right"))  # first window ending after `low`
-        j1 = int(geometry.window_start.searchsorted(high, side="right"))  # windows starting by `high`
+        j0, j1 = geometry.first_window_after[low], geometry.windows_through[high]
         if j1 - j0 > self.FULL_RESIZE_FRACTION * out_width:
             return _pillow(crop, height)
         if j1 > j0:
@@ -217,7 +227,7 @@ class BackgroundResize:
         found = self._backgrounds.get(key)
         if found is None:
             rows = np.ascontiguousarray(np.broadcast_to(column[:, None, :], (column.shape[0], frame_width, 3)))
-            resized = geometry.resize(rows[:, :crop_width].transpose(2, 0, 1), 0, geometry.horizontal.shape[0], 0)
+            resized = geometry.resize(rows[:, :crop_width].transpose(2, 0, 1), 0, geometry.horizontal.shape[1], 0)
             found = _Background(rows.reshape(column.shape[0], -1).view(np.uint64), resized)
             if len(self._backgrounds) >= self.KEPT_BACKGROUNDS:
                 del self._backgrounds[next(iter(self._backgrounds))]
