@@ -92,9 +92,9 @@ def _rounded_pass(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """
     total = left @ right
     total += 0.5
-    # The ufuncs themselves: np.clip's Python wrappers cost more than its arithmetic on these few thousand values.
-    np.maximum(total, 0, out=total)
-    return np.minimum(total, 255, out=total)
+    # The array's method: np.clip's Python wrapper, or np.maximum then np.minimum, cost more than its arithmetic on
+    # these few thousand values (480 x 17 of them, with a copy: 6.6 against 7.6 and 9.9 µs here).
+    return total.clip(0, 255, out=total)
 
 
 @dataclass(frozen=True)
@@ -134,11 +134,13 @@ class _Geometry:
         )
         noise = np.random.default_rng(0).integers(0, 256, (crop_height, crop_width, 3), dtype=np.uint8)
         pillow = np.asarray(Image.fromarray(noise).resize((out_width, out_height), Image.Resampling.BICUBIC))
-        ours = geometry.resize(noise, 0, out_width, 0)
+        ours = np.empty((3, out_height, out_width), dtype=np.uint8)
+        geometry.resize(noise, 0, out_width, 0, ours)
         return dataclasses.replace(geometry, exact=np.array_equal(ours, pillow.transpose(2, 0, 1)))
 
-    def resize(self, patch: np.ndarray, j0: int, j1: int, x0: int) -> np.ndarray:
-        """Output columns [j0, j1) of the resized (h, w, 3) patch holding input columns x0 on: (3, H, j1 - j0) uint8."""
+    def resize(self, patch: np.ndarray, j0: int, j1: int, x0: int, out: np.ndarray) -> None:
+        """Output columns [j0, j1) of the resized (h, w, 3) patch holding input columns x0 on, written into `out`,
+        (3, H, j1 - j0) uint8."""
         rows, columns, channels = patch.shape
         # Widened and transposed in one copy to (rows, channels, columns): the row pass's output is then already the
         # column pass's right operand, (rows, channels x outputs), and the column pass is one product, not three.
@@ -149,7 +151,7 @@ class _Geometry:
         along_rows = _rounded_pass(pixels.reshape(rows * channels, columns), weights)
         np.floor(along_rows, out=along_rows)
         resized = _rounded_pass(self.vertical, along_rows.reshape(rows, channels * (j1 - j0)))
-        return resized.reshape(-1, channels, j1 - j0).transpose(1, 0, 2).astype(np.uint8)
+        np.copyto(out, resized.reshape(-1, channels, j1 - j0).transpose(1, 0, 2), casting="unsafe")
 
 
 @dataclass(frozen=True)
@@ -214,7 +216,7 @@ class BackgroundResize:
             return _pillow(crop, height)
         if j1 > j0:
             x0, x1 = int(geometry.window_start[j0]), int(geometry.window_stop[j1 - 1])
-            resized[:, :, j0:j1] = geometry.resize(crop[:, x0:x1], j0, j1, x0)
+            geometry.resize(crop[:, x0:x1], j0, j1, x0, resized[:, :, j0:j1])
         return resized
 
     def _geometry(self, crop_height: int, crop_width: int, out_height: int, out_width: int) -> _Geometry:
@@ -228,7 +230,9 @@ class BackgroundResize:
         found = self._backgrounds.get(key)
         if found is None:
             rows = np.ascontiguousarray(np.broadcast_to(column[:, None, :], (column.shape[0], frame_width, 3)))
-            resized = geometry.resize(rows[:, :crop_width], 0, geometry.horizontal.shape[1], 0)
+            out_width = geometry.horizontal.shape[1]
+            resized = np.empty((3, geometry.vertical.shape[0], out_width), dtype=np.uint8)
+            geometry.resize(rows[:, :crop_width], 0, out_width, 0, resized)
             found = _Background(rows.reshape(column.shape[0], -1).view(np.uint64), resized)
             if len(self._backgrounds) >= self.KEPT_BACKGROUNDS:
                 del self._backgrounds[next(iter(self._backgrounds))]
