@@ -51,13 +51,22 @@ def gpu_uuids() -> list[str]:
     return [str(torch.cuda.get_device_properties(i).uuid) for i in range(torch.cuda.device_count())]
 
 
+def gpu_facts() -> dict[str, list[str]]:
+    """The GPUs' names and UUIDs: this suite's facts that `machine_id_from_info` builds the machine id from."""
+    return {"gpus": gpu_names(), "gpu_uuids": gpu_uuids()}
+
+
+def _machine_id(machine_info: dict[str, Any]) -> str:
+    return os.environ.get(MACHINE_ID_ENV) or machine_id_from_info(machine_info)
+
+
 def update_machine_info(machine_info: dict[str, Any], pinned: dict[str, Any], *, mode: str, passes: int = 1) -> None:
     """Add this suite's facts under `machine_info["dqnbench"]` (the `pytest_benchmark_update_machine_info` hook).
 
     `DQNBENCH_MACHINE_ID` overrides the derived machine id (e.g. for a CI runner whose host name changes).
     """
     machine_info["dqnbench"] = machine_facts(pinned, mode=mode, passes=passes)
-    machine_info["dqnbench"]["machine_id"] = os.environ.get(MACHINE_ID_ENV) or machine_id_from_info(machine_info)
+    machine_info["dqnbench"]["machine_id"] = _machine_id(machine_info)
 
 
 MACHINE_ID_ENV = "DQNBENCH_MACHINE_ID"
@@ -100,8 +109,8 @@ def this_machine_id() -> str:
     from pytest_benchmark.plugin import pytest_benchmark_generate_machine_info
 
     machine_info = pytest_benchmark_generate_machine_info()
-    machine_info["dqnbench"] = {"gpus": gpu_names(), "gpu_uuids": gpu_uuids()}
-    return os.environ.get(MACHINE_ID_ENV) or machine_id_from_info(machine_info)
+    machine_info["dqnbench"] = gpu_facts()
+    return _machine_id(machine_info)
 
 
 def machine_facts(pinned: dict[str, Any], *, mode: str, passes: int = 1) -> dict[str, Any]:
@@ -117,8 +126,7 @@ def machine_facts(pinned: dict[str, Any], *, mode: str, passes: int = 1) -> dict
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "cudnn": cudnn,
-        "gpus": gpu_names(),
-        "gpu_uuids": gpu_uuids(),
+        **gpu_facts(),
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
         "cpu_count": os.cpu_count(),

@@ -134,9 +134,15 @@ class _Geometry:
         )
         noise = np.random.default_rng(0).integers(0, 256, (crop_height, crop_width, 3), dtype=np.uint8)
         pillow = np.asarray(Image.fromarray(noise).resize((out_width, out_height), Image.Resampling.BICUBIC))
-        ours = np.empty((3, out_height, out_width), dtype=np.uint8)
-        geometry.resize(noise, 0, out_width, 0, ours)
-        return dataclasses.replace(geometry, exact=np.array_equal(ours, pillow.transpose(2, 0, 1)))
+        return dataclasses.replace(
+            geometry, exact=np.array_equal(geometry.resize_whole(noise), pillow.transpose(2, 0, 1))
+        )
+
+    def resize_whole(self, patch: np.ndarray) -> np.ndarray:
+        """The resized (h, w, 3) patch, every output column: (3, H, W) uint8."""
+        out = np.empty((3, self.vertical.shape[0], self.horizontal.shape[1]), dtype=np.uint8)
+        self.resize(patch, 0, out.shape[2], 0, out)
+        return out
 
     def resize(self, patch: np.ndarray, j0: int, j1: int, x0: int, out: np.ndarray) -> None:
         """Output columns [j0, j1) of the resized (h, w, 3) patch holding input columns x0 on, written into `out`,
@@ -230,9 +236,7 @@ class BackgroundResize:
         found = self._backgrounds.get(key)
         if found is None:
             rows = np.ascontiguousarray(np.broadcast_to(column[:, None, :], (column.shape[0], frame_width, 3)))
-            out_width = geometry.horizontal.shape[1]
-            resized = np.empty((3, geometry.vertical.shape[0], out_width), dtype=np.uint8)
-            geometry.resize(rows[:, :crop_width], 0, out_width, 0, resized)
+            resized = geometry.resize_whole(rows[:, :crop_width])
             found = _Background(rows.reshape(column.shape[0], -1).view(np.uint64), resized)
             if len(self._backgrounds) >= self.KEPT_BACKGROUNDS:
                 del self._backgrounds[next(iter(self._backgrounds))]
