@@ -448,6 +448,30 @@ def test_stability_reports_the_spread_of_medians_across_runs(
     assert "(test_tiny.py::test_work)" in output
 
 
+def _spread_rows(medians: dict[str, tuple[float, ...]]) -> list[stability.Spread]:
+    return [stability.Spread(name, values, iqr_fraction=0.01) for name, values in medians.items()]
+
+
+def test_stability_host_factor_separates_a_slower_run_from_a_benchmark_that_varies_alone() -> None:
+    # Run 2 is 8 % slower on every benchmark (the host); in run 3, "alone" is 25 % slower by itself.
+    medians = {f"steady-{i}": (1e-3 * (i + 1), 1.08e-3 * (i + 1), 1e-3 * (i + 1)) for i in range(5)}
+    medians["alone"] = (2e-3, 2.16e-3, 2.5e-3)
+    rows = _spread_rows(medians)
+
+    factors = stability.host_factors(rows)
+    assert factors == pytest.approx((1.0, 1.08, 1.0)), factors
+    after = {row.name: row.spread_after(factors) for row in rows}
+    assert after["steady-0"] == pytest.approx(0.0, abs=1e-12), after
+    assert after["alone"] == pytest.approx(0.25), after
+
+    table = stability.format_spreads(rows, target=0.05)
+    assert "within target: 0 of 6" in table, table  # as measured, every spread is 8 % or more
+    assert "+0.0%, +8.0%, +0.0%" in table and "5 of 6 within target" in table, table
+    # Too few benchmarks for a median to stand for the host: no factor, no column.
+    assert stability.host_factors(rows[:3]) is None
+    assert "w/o host" not in stability.format_spreads(rows[:3], target=0.05)
+
+
 def test_stability_runs_the_suite_back_to_back_and_keeps_every_run(
     tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -5,7 +5,11 @@
 Each run is a separate `python -m pytest benchmarks/ --benchmark-json=DIR/run-<i>.json` process (so
 each pays its own start-up, as `tox -e bench` does); its output goes to DIR/run-<i>.log. The spread of a
 benchmark is max/min - 1 of its medians across the runs; the exit status is 1 when any benchmark's spread
-exceeds `--target`. The table, the pytest arguments and the allocator and thread settings of the environment
+exceeds `--target`. The table also gives each run's host factor (the median, over the benchmarks, of a
+benchmark's median in that run ÷ in run 1: how much faster or slower the machine ran that whole run) and each
+benchmark's spread with those factors divided out, which tells a benchmark that varies on its own from a host
+whose speed moved every benchmark at once; a diagnostic only, the target and the exit status use the medians as
+measured. The table, the pytest arguments and the allocator and thread settings of the environment
 go to DIR/stability.txt. Nothing in DIR is overwritten: DIR must not hold run files already.
 `--from FILE...` computes the same table from runs made earlier, without running anything (plain or gzipped:
 `python -m dqnbench.bench.history pack --dir reports/stability` gzips the kept runs in place).
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -30,6 +35,8 @@ from dqnbench.bench.history import BenchFileError, Run, load_run
 DEFAULT_TARGET = 0.10
 DEFAULT_SUITE = Path("benchmarks")
 SUMMARY_NAME = "stability.txt"
+HOST_FACTOR_MIN_BENCHMARKS = 4
+"""Fewer benchmarks than this give no host factor: a median of two or three ratios is one benchmark's own noise."""
 RECORDED_ENV = (*MALLOC_ENV_VARS, *THREAD_ENV_VARS, COMMIT_ENV, MACHINE_ID_ENV)
 """Environment settings written with the table: what the runs' timings or labels depend on."""
 
@@ -44,7 +51,28 @@ class Spread:
 
     @property
     def spread(self) -> float:
-        return max(self.medians) / min(self.medians) - 1
+        return _spread(self.medians)
+
+    def spread_after(self, host_factors: Sequence[float]) -> float:
+        """The spread of the medians with each run's host factor divided out."""
+        return _spread([median / factor for median, factor in zip(self.medians, host_factors, strict=True)])
+
+
+def _spread(medians: Sequence[float]) -> float:
+    return max(medians) / min(medians) - 1
+
+
+def host_factors(rows: Sequence[Spread]) -> tuple[float, ...] | None:
+    """Per run, the median over the benchmarks of (its median in that run) / (its median in run 1).
+
+    On a shared host a whole run can be 5-10 % slower than the next with the same code (README, Noise): every
+    benchmark moves together, and the median ratio measures that move while one benchmark's own excursion barely
+    shifts it. None with fewer than `HOST_FACTOR_MIN_BENCHMARKS` benchmarks.
+    """
+    if len(rows) < HOST_FACTOR_MIN_BENCHMARKS:
+        return None
+    runs = len(rows[0].medians)
+    return tuple(statistics.median(row.medians[index] / row.medians[0] for row in rows) for index in range(runs))
 
 
 def spreads(runs: Sequence[Run]) -> list[Spread]:
@@ -62,14 +90,27 @@ def spreads(runs: Sequence[Run]) -> list[Spread]:
 
 
 def format_spreads(rows: Sequence[Spread], target: float) -> str:
+    factors = host_factors(rows)
     width = max([len("benchmark"), *(len(row.name) for row in rows)])
-    lines = [f"{'benchmark':{width}}  {'medians per run':40}  {'spread':>7}  {'IQR max':>7}"]
+    after_host = f"  {'w/o host':>8}" if factors else ""
+    lines = [f"{'benchmark':{width}}  {'medians per run':40}  {'spread':>7}  {'IQR max':>7}{after_host}"]
     for row in rows:
         medians = ", ".join(format_time(m) for m in row.medians)
         flag = "  > target" if row.spread > target else ""
-        lines.append(f"{row.name:{width}}  {medians:40}  {row.spread:7.1%}  {row.iqr_fraction:7.1%}{flag}")
+        after = f"  {row.spread_after(factors):8.1%}" if factors else ""
+        lines.append(f"{row.name:{width}}  {medians:40}  {row.spread:7.1%}  {row.iqr_fraction:7.1%}{after}{flag}")
     worst = max(rows, key=lambda row: row.spread)
+    within = sum(row.spread <= target for row in rows)
     lines.append(f"\nworst spread {worst.spread:.1%} ({worst.name}); target {target:.0%}")
+    lines.append(f"within target: {within} of {len(rows)}")
+    if factors:
+        within_after = sum(row.spread_after(factors) <= target for row in rows)
+        lines.append(
+            "host factor per run (median over the benchmarks of median / run 1's): "
+            + ", ".join(f"{factor - 1:+.1%}" for factor in factors)
+            + f"; with it divided out (column w/o host) {within_after} of {len(rows)} within target: a diagnostic, "
+            "the target and the exit status use the medians as measured"
+        )
     return "\n".join(lines)
 
 
