@@ -117,6 +117,12 @@ def pass_drift(benchmarks: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(DRIFT_COLUMNS))
 
 
+def common_pass_drift(drift: pd.DataFrame) -> pd.Series:
+    """Per machine and pass, the median over the benchmarks of `pass_drift`'s `relative`, minus 1: how much slower
+    (above 0) or faster that whole pass ran, which is the machine's doing when most benchmarks moved together."""
+    return drift.groupby(["machine", "pass"])["relative"].median() - 1
+
+
 def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
     """Sort key in which runs of digits compare as numbers: "batch_size=2" before "batch_size=128"."""
     return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", text))

@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure as MplFigure
 
-from dqnbench.report.analysis import bootstrap_band, natural_key, running_mean_matrix
+from dqnbench.report.analysis import bootstrap_band, common_pass_drift, natural_key, running_mean_matrix
 
 # Fixed SVG ids and no timestamps: the same inputs give byte-identical figures.
 matplotlib.rcParams["svg.hashsalt"] = "dqnbench"
@@ -212,7 +212,7 @@ def drift_figure(drift: pd.DataFrame) -> Figure:
         run = drift[drift["machine"] == machine]
         for index, (_, passes) in enumerate(run.groupby(["operation", "device", "impl"], sort=True)):
             ax.plot(passes["pass"], passes["relative"] - 1, color=_PALETTE[index % len(_PALETTE)], alpha=0.45, lw=1)
-        common = run.groupby("pass")["relative"].median() - 1
+        common = common_pass_drift(run).loc[machine]
         ax.plot(common.index, common.to_numpy(), color="black", lw=2.5, marker="o", label="median over benchmarks")
         for bound in (-0.1, 0.1):
             ax.axhline(bound, color="#888888", lw=0.8, ls="--")

@@ -472,7 +472,7 @@ def passes_section(bench: pd.DataFrame, numbering: Numbering) -> Section:
         )
     )
     for machine, run in drift.groupby("machine", sort=True):
-        common = run.groupby("pass")["relative"].median() - 1
+        common = analysis.common_pass_drift(run).loc[machine]
         worst = run.loc[(run["relative"] - 1).abs().idxmax()]
         passes = int(run["pass"].max())
         benchmarks = count(len(spreads[spreads["machine"] == machine]), "benchmark")
