@@ -502,7 +502,7 @@ def test_stability_runs_the_suite_back_to_back_and_keeps_every_run(
 
 
 def _rows_with_ratios(ratios: list[float]) -> list[compare.Row]:
-    stats = {"median": 1.0, "q1": 0.99, "q3": 1.01, "rounds": 50}
+    stats = {"median": 1.0, "q1": 0.99, "q3": 1.01, "iqr": 0.02, "rounds": 50}
     return [
         compare.Row(f"b{i}", Verdict.SAME, stats, {**stats, "median": ratio}, 0.1) for i, ratio in enumerate(ratios)
     ]
@@ -523,3 +523,17 @@ def test_compare_warns_when_every_benchmark_moves_together(ratios: list[float], 
     assert (note is not None) == warned, note
     if warned:
         assert f"of {len(ratios)} benchmarks moved the same way" in str(note)
+
+
+def test_compare_shows_each_change_with_the_host_factor_divided_out() -> None:
+    rows = _rows_with_ratios([1.08, 1.08, 1.08, 1.08, 1.35])  # the machine 8 % slower; b4 25 % more on its own
+    host = compare.host_factor(row.ratio for row in rows if row.ratio is not None)
+    assert host == pytest.approx(1.08)
+    lines = compare.format_table(rows, host).splitlines()
+    assert "w/o host" in lines[0], lines[0]
+    by_name = {line.split()[0]: line for line in lines[2:]}
+    assert "+35.0%" in by_name["b4"] and "+25.0%" in by_name["b4"], by_name["b4"]
+    assert "+8.0%" in by_name["b0"] and "+0.0%" in by_name["b0"], by_name["b0"]
+    # Too few benchmarks to stand for the machine: no factor, and the table has no such column.
+    assert compare.host_factor([1.5, 1.5, 1.5]) is None
+    assert "w/o host" not in compare.format_table(rows[:3])

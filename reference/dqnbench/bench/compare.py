@@ -25,7 +25,7 @@ import fnmatch
 import statistics
 import sys
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -154,6 +154,14 @@ def compare_runs(baseline: Run, current: Run, thresholds: Thresholds) -> list[Ro
     return rows
 
 
+def host_factor(ratios: Iterable[float]) -> float | None:
+    """The median over benchmarks of their time ratios (current / baseline): how much faster or slower the machine
+    ran one run than the other, when most benchmarks moved together; one benchmark's own change barely moves it.
+    None for fewer than `SHIFT_MIN_BENCHMARKS` ratios, whose median is one benchmark's noise."""
+    ratios = list(ratios)
+    return statistics.median(ratios) if len(ratios) >= SHIFT_MIN_BENCHMARKS else None
+
+
 def machine_shift(rows: Sequence[Row]) -> str | None:
     """A warning when the runs differ everywhere at once, the mark of a change in the machine's speed.
 
@@ -162,9 +170,9 @@ def machine_shift(rows: Sequence[Row]) -> str | None:
     change exceeds the default threshold, the verdicts say more about the host than about the code.
     """
     ratios = [row.ratio for row in rows if row.ratio is not None]
-    if len(ratios) < SHIFT_MIN_BENCHMARKS:
+    median = host_factor(ratios)
+    if median is None:
         return None
-    median = statistics.median(ratios)
     same_way = sum(ratio > 1 for ratio in ratios) if median > 1 else sum(ratio < 1 for ratio in ratios)
     if same_way < SHIFT_SHARE * len(ratios) or abs(median - 1) <= DEFAULT_THRESHOLD:
         return None
@@ -187,22 +195,29 @@ def _spread(stats: dict[str, Any] | None) -> str:
     return "" if stats is None else f"{100 * float(stats['iqr']) / float(stats['median']):.1f}%"
 
 
-def format_table(rows: Sequence[Row]) -> str:
-    header = ("benchmark", "baseline median", "current median", "change", "IQR base/cur", "threshold", "verdict")
-    lines = [header]
+def _change(ratio: float | None) -> str:
+    return "" if ratio is None else f"{100 * (ratio - 1):+.1f}%"
+
+
+def format_table(rows: Sequence[Row], host: float | None = None) -> str:
+    """The comparison table; with `host` (`host_factor` of the rows), a `w/o host` column of each change with the
+    machine's common change divided out, beside the change as measured that the verdict judges."""
+    lines: list[list[str]] = []
     for row in rows:
         ratio = row.ratio
-        lines.append(
-            (
-                row.name,
-                "" if row.baseline is None else format_time(float(row.baseline["median"])),
-                "" if row.current is None else format_time(float(row.current["median"])),
-                "" if ratio is None else f"{100 * (ratio - 1):+.1f}%",
-                f"{_spread(row.baseline)}/{_spread(row.current)}",
-                f"{100 * row.threshold:.0f}%",
-                f"{row.verdict}{f' ({row.note})' if row.note else ''}",
-            )
-        )
+        lines.append([
+            row.name,
+            "" if row.baseline is None else format_time(float(row.baseline["median"])),
+            "" if row.current is None else format_time(float(row.current["median"])),
+            _change(ratio),
+            *([] if host is None else ["" if ratio is None else _change(ratio / host)]),
+            f"{_spread(row.baseline)}/{_spread(row.current)}",
+            f"{100 * row.threshold:.0f}%",
+            f"{row.verdict}{f' ({row.note})' if row.note else ''}",
+        ])  # fmt: skip
+    header = ["benchmark", "baseline median", "current median", "change", *([] if host is None else ["w/o host"]),
+              "IQR base/cur", "threshold", "verdict"]  # fmt: skip
+    lines.insert(0, header)
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in lines]
     text.insert(1, "  ".join("-" * width for width in widths))
@@ -339,7 +354,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{label + ':':9} {run.path} ({run.machine_id}, commit {run.commit}, {run.time:%Y-%m-%d %H:%M} UTC)")
     for difference in context_differences(baseline, current):
         print(f"note: recorded context differs, {difference}")
-    print(format_table(rows))
+    host = host_factor(row.ratio for row in compared if row.ratio is not None)
+    print(format_table(rows, host))
+    if host is not None:
+        print(
+            f"\nhost factor {host - 1:+.1%}: the median change over the {len(compared)} benchmarks, how much the "
+            "machine's speed moved between the runs; `w/o host` divides it out, so a change that stands out there "
+            "is the benchmark's own (the verdicts judge the change as measured)"
+        )
     shift = machine_shift(compared)
     if shift:
         print(f"\nnote: {shift}")

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import statistics
 import subprocess
 import sys
 import time
@@ -28,15 +27,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dqnbench.bench.compare import format_time
+from dqnbench.bench.compare import format_time, host_factor
 from dqnbench.bench.facts import COMMIT_ENV, MACHINE_ID_ENV, MALLOC_ENV_VARS, THREAD_ENV_VARS
 from dqnbench.bench.history import BenchFileError, Run, load_run
 
 DEFAULT_TARGET = 0.10
 DEFAULT_SUITE = Path("benchmarks")
 SUMMARY_NAME = "stability.txt"
-HOST_FACTOR_MIN_BENCHMARKS = 4
-"""Fewer benchmarks than this give no host factor: a median of two or three ratios is one benchmark's own noise."""
 RECORDED_ENV = (*MALLOC_ENV_VARS, *THREAD_ENV_VARS, COMMIT_ENV, MACHINE_ID_ENV)
 """Environment settings written with the table: what the runs' timings or labels depend on."""
 
@@ -63,16 +60,14 @@ def _spread(medians: Sequence[float]) -> float:
 
 
 def host_factors(rows: Sequence[Spread]) -> tuple[float, ...] | None:
-    """Per run, the median over the benchmarks of (its median in that run) / (its median in run 1).
+    """Per run, `compare.host_factor` of the benchmarks' medians in that run against run 1's (1.0 for run 1).
 
     On a shared host a whole run can be 5-10 % slower than the next with the same code (README, Noise): every
-    benchmark moves together, and the median ratio measures that move while one benchmark's own excursion barely
-    shifts it. None with fewer than `HOST_FACTOR_MIN_BENCHMARKS` benchmarks.
+    benchmark moves together, and the median ratio measures that move. None with too few benchmarks.
     """
-    if len(rows) < HOST_FACTOR_MIN_BENCHMARKS:
-        return None
-    runs = len(rows[0].medians)
-    return tuple(statistics.median(row.medians[index] / row.medians[0] for row in rows) for index in range(runs))
+    runs = range(len(rows[0].medians)) if rows else range(0)
+    factors = [host_factor(row.medians[index] / row.medians[0] for row in rows) for index in runs]
+    return None if not factors or None in factors else tuple(f for f in factors if f is not None)
 
 
 def spreads(runs: Sequence[Run]) -> list[Spread]:
