@@ -472,6 +472,18 @@ def test_stability_host_factor_separates_a_slower_run_from_a_benchmark_that_vari
     assert "w/o host" not in stability.format_spreads(rows[:3], target=0.05)
 
 
+def test_stability_counts_the_benchmark_passes_a_burst_of_the_host_slowed() -> None:
+    quiet = {"stats": {"median": 1e-3}, "extra_info": {"pass_medians_s": [1e-3, 1.1e-3, 0.9e-3, 1.24e-3]}}
+    hit = {"stats": {"median": 1e-3}, "extra_info": {"pass_medians_s": [1e-3, 1.3e-3, 1e-3, 1.4e-3]}}
+    without_passes = {"stats": {"median": 1e-3}, "extra_info": {}}
+    run = history.Run(Path("run.json"), {"benchmarks": [quiet, hit, without_passes]})
+    assert stability.bursts(run) == (2, 8)
+    line = stability.format_bursts([run, history.Run(Path("other.json"), {"benchmarks": [quiet]})])
+    assert line is not None and line.endswith("per run: 2 of 8, 0 of 4"), line
+    # Runs timed without passes have nothing to count: no line rather than "0 of 0".
+    assert stability.format_bursts([history.Run(Path("old.json"), {"benchmarks": [without_passes]})]) is None
+
+
 def test_stability_runs_the_suite_back_to_back_and_keeps_every_run(
     tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
