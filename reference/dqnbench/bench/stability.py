@@ -68,9 +68,13 @@ def host_factors(rows: Sequence[Spread]) -> tuple[float, ...] | None:
     On a shared host a whole run can be 5-10 % slower than the next with the same code (README, Noise): every
     benchmark moves together, and the median ratio measures that move. None with too few benchmarks.
     """
-    runs = range(len(rows[0].medians)) if rows else range(0)
-    factors = [host_factor(row.medians[index] / row.medians[0] for row in rows) for index in runs]
-    return None if not factors or None in factors else tuple(f for f in factors if f is not None)
+    factors = []
+    for index in range(len(rows[0].medians) if rows else 0):
+        factor = host_factor(row.medians[index] / row.medians[0] for row in rows)
+        if factor is None:
+            return None
+        factors.append(factor)
+    return tuple(factors) or None
 
 
 def bursts(run: Run, excess: float = BURST_EXCESS) -> tuple[int, int]:

@@ -207,12 +207,13 @@ def drift_figure(drift: pd.DataFrame) -> Figure:
     """One panel per machine: each benchmark's pass medians against its run median (thin), and their median over
     the benchmarks (thick): a pass in which everything was slower is the machine, not the code."""
     machines = sorted(drift["machine"].unique())
+    common_by_machine = common_pass_drift(drift)
     fig, axes = plt.subplots(1, len(machines), figsize=(6.4 * len(machines), 3.6), squeeze=False)
     for ax, machine in zip(axes.flat, machines, strict=True):
         run = drift[drift["machine"] == machine]
         for index, (_, passes) in enumerate(run.groupby(["operation", "device", "impl"], sort=True)):
             ax.plot(passes["pass"], passes["relative"] - 1, color=_PALETTE[index % len(_PALETTE)], alpha=0.45, lw=1)
-        common = common_pass_drift(run).loc[machine]
+        common = common_by_machine.loc[machine]
         ax.plot(common.index, common.to_numpy(), color="black", lw=2.5, marker="o", label="median over benchmarks")
         for bound in (-0.1, 0.1):
             ax.axhline(bound, color="#888888", lw=0.8, ls="--")

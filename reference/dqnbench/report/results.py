@@ -471,8 +471,9 @@ def passes_section(bench: pd.DataFrame, numbering: Numbering) -> Section:
             ],
         )
     )
+    common_by_machine = analysis.common_pass_drift(drift)
     for machine, run in drift.groupby("machine", sort=True):
-        common = analysis.common_pass_drift(run).loc[machine]
+        common = common_by_machine.loc[machine]
         worst = run.loc[(run["relative"] - 1).abs().idxmax()]
         passes = int(run["pass"].max())
         benchmarks = count(len(spreads[spreads["machine"] == machine]), "benchmark")
