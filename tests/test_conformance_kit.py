@@ -48,12 +48,12 @@ def check_by_name(name):
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("dqnbench.conformance.adapter", r"expected 'package\.module:object'.*put a colon"),
+        ("dqnbench.conformance.adapter", r"has no attribute 'ADAPTER' \(the default object.*objects there are"),
         ("no_such_package.adapter:ADAPTER", r"module 'no_such_package\.adapter' could not be imported.*install"),
         ("dqnbench.conformance.adapter:MISSING", r"has no attribute 'MISSING'; the DQNAdapter objects there are"),
         ("dqnbench.conformance.adapter:PIECES", r"'PIECES' is a tuple, not a DQNAdapter; point it at"),
     ],
-    ids=["no-colon", "module-missing", "attribute-missing", "wrong-type"],
+    ids=["no-colon-no-ADAPTER", "module-missing", "attribute-missing", "wrong-type"],
 )
 def test_load_adapter_errors_name_the_string_and_the_fix(spec, message):
     with pytest.raises(AdapterLoadError, match=message) as error:

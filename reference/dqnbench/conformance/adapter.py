@@ -77,15 +77,19 @@ A worked example (a user's own DQN, adapted and checked) is `dqnbench.conformanc
     $ pytest --pyargs dqnbench.conformance --dqn-impl=mypkg.conformance_adapter:ADAPTER
 
 `load_adapter("package.module:object")` resolves such a string (the object may also be a zero-argument
-callable returning a `DQNAdapter`); `REFERENCE` is dqnbench's own implementation.
+callable returning a `DQNAdapter`; without ``:object`` it is ``ADAPTER``); `REFERENCE` is dqnbench's own implementation.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import random
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -93,6 +97,8 @@ import torch
 from torch import Tensor, nn
 
 from dqnbench import learner, nets, policy, replay, screen
+from dqnbench.conformance import DEFAULT_OBJECT
+from dqnbench.conformance import REFERENCE_SPEC as REFERENCE_SPEC
 
 
 @dataclass(frozen=True)
@@ -249,33 +255,26 @@ REFERENCE = DQNAdapter(
 )
 """dqnbench's own implementation: every piece supplied."""
 
-REFERENCE_SPEC = "dqnbench.conformance.adapter:REFERENCE"
-"""The `--dqn-impl` value that selects `REFERENCE` (the default)."""
-
 
 class AdapterLoadError(ValueError):
-    """`load_adapter` could not turn a "package.module:object" string into a `DQNAdapter`."""
+    """`load_adapter` could not turn a "package.module[:object]" string into a `DQNAdapter`."""
 
 
 def load_adapter(spec: str) -> DQNAdapter:
-    """Resolve "package.module:object" to a `DQNAdapter`.
+    """Resolve "package.module[:object]" to a `DQNAdapter` (`object` defaults to `ADAPTER`).
 
     `object` may be a dotted attribute path (``module:Class.ADAPTER``) and may name a `DQNAdapter` or a
-    zero-argument callable returning one. Errors name the string and the fix.
+    zero-argument callable returning one. Every way this can go wrong (the module does not import, raises
+    or has a syntax error; the object is missing, of the wrong type, needs arguments or raises) is an
+    `AdapterLoadError` naming the string, the object, what was expected and the fix.
     """
     module_name, sep, attribute = spec.partition(":")
-    if not sep or not module_name or not attribute:
+    attribute = attribute if sep else DEFAULT_OBJECT
+    if not module_name or not attribute:
         raise AdapterLoadError(
-            f"--dqn-impl={spec!r}: expected 'package.module:object', e.g. {REFERENCE_SPEC!r}; "
-            "put a colon between the module path and the adapter's name"
+            f"--dqn-impl={spec!r}: expected 'package.module' or 'package.module:object', e.g. {REFERENCE_SPEC!r}"
         )
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise AdapterLoadError(
-            f"--dqn-impl={spec!r}: module {module_name!r} could not be imported ({error}); "
-            "install the package that provides it or run pytest from the folder that contains it"
-        ) from error
+    module = _import(spec, module_name)
     target: Any = module
     for part in attribute.split("."):
         if not hasattr(target, part):
@@ -283,15 +282,70 @@ def load_adapter(spec: str) -> DQNAdapter:
                 name for name, value in getattr(target, "__dict__", {}).items() if isinstance(value, DQNAdapter)
             )
             hint = f"the DQNAdapter objects there are {adapters}" if adapters else "define a DQNAdapter there"
+            default = " (the default object, as no ':object' was given)" if not sep else ""
             raise AdapterLoadError(
-                f"--dqn-impl={spec!r}: {getattr(target, '__name__', module_name)!r} has no attribute {part!r}; {hint}"
+                f"--dqn-impl={spec!r}: {getattr(target, '__name__', module_name)!r} has no attribute {part!r}"
+                f"{default}; {hint}"
             )
         target = getattr(target, part)
     if not isinstance(target, DQNAdapter) and callable(target) and not isinstance(target, type):
-        target = target()
+        target = _call_factory(spec, attribute, target)
     if not isinstance(target, DQNAdapter):
         raise AdapterLoadError(
             f"--dqn-impl={spec!r}: {attribute!r} is a {type(target).__name__}, not a DQNAdapter; "
             "point it at a dqnbench.conformance.adapter.DQNAdapter instance (or a function returning one)"
         )
     return target
+
+
+def _import(spec: str, module_name: str) -> ModuleType:
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as error:
+        fix = "install the package that provides it or run pytest from the folder that contains it"
+        if error.name != module_name and not module_name.startswith(f"{error.name}."):
+            fix = f"the module itself imports something missing: install {error.name!r}"
+        raise AdapterLoadError(
+            f"--dqn-impl={spec!r}: module {module_name!r} could not be imported ({error}); {fix}"
+        ) from error
+    except Exception as error:  # a SyntaxError, NameError, a DQNAdapter built wrong: the module's own bug
+        raise AdapterLoadError(
+            f"--dqn-impl={spec!r}: importing module {module_name!r} raised {type(error).__name__}: {error}"
+            f"{_location(error)}; fix the module so that it imports"
+        ) from error
+
+
+def _call_factory(spec: str, attribute: str, factory: Callable[..., Any]) -> Any:
+    try:
+        signature = inspect.signature(factory)
+        signature.bind()
+    except TypeError:
+        raise AdapterLoadError(
+            f"--dqn-impl={spec!r}: {attribute!r} is a callable that needs arguments {signature}; expected a "
+            "DQNAdapter or a function of no arguments returning one: give the arguments defaults or point "
+            "--dqn-impl at an adapter"
+        ) from None
+    except ValueError:  # a builtin without a signature: try the call
+        pass
+    try:
+        return factory()
+    except Exception as error:
+        raise AdapterLoadError(
+            f"--dqn-impl={spec!r}: calling {attribute}() to build the adapter raised {type(error).__name__}: "
+            f"{error}{_location(error)}; fix the factory"
+        ) from error
+
+
+_KIT_DIR = str(Path(__file__).parent)
+
+
+def _location(error: BaseException) -> str:
+    """Where `error` arose in the user's code: a SyntaxError's line, else the innermost frame outside the kit."""
+    if isinstance(error, SyntaxError) and error.filename:
+        return f" (at {error.filename}:{error.lineno})"
+    frames = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if not frame.filename.startswith((_KIT_DIR, "<"))  # "<string>": a dataclass __init__
+    ]
+    return f" (at {frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""

@@ -2,14 +2,19 @@
 
 It adds two options to every pytest run in an environment where dqnbench is installed:
 
-``--dqn-impl=package.module:object``
+``--dqn-impl=package.module[:object]``
     the `DQNAdapter` the conformance checks run against (default: dqnbench's reference,
-    ``dqnbench.conformance.adapter:REFERENCE``). A string that does not resolve is a usage error naming the fix.
+    ``dqnbench.conformance.adapter:REFERENCE``; ``:object`` defaults to ``ADAPTER``). A string that does not
+    resolve to an adapter is a usage error (exit 4) naming the object, what was expected and the fix; so is
+    ``--dqn-impl`` in a run that selects none of the kit's tests.
 ``--conformance-json=PATH``
     write the results there (schema ``dqnbench.conformance/1``, see `SCHEMA`); an existing file is refused.
 
 and the fixtures `dqn_adapter` (the selected adapter) and `conformance_record` (how a test reports a
 `CheckResult`). At the end of a session in which checks ran it prints a one-screen summary table.
+
+Registered in every pytest run of an environment with dqnbench installed, the plugin imports torch and the
+kit only when a run uses them (`--dqn-impl`, or a fixture of the kit), so other projects' runs stay light.
 
 Run the kit from anywhere, without a checkout (``python -m`` puts the current folder on sys.path, so an
 adapter module there is importable)::
@@ -24,14 +29,15 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-import torch
 
-from dqnbench.conformance.adapter import REFERENCE_SPEC, AdapterLoadError, DQNAdapter, load_adapter
-from dqnbench.conformance.checks import CHECKS, CheckResult
-from dqnbench.files import atomic_write_text
+from dqnbench.conformance import REFERENCE_SPEC
+
+if TYPE_CHECKING:
+    from dqnbench.conformance.adapter import DQNAdapter
+    from dqnbench.conformance.checks import CheckResult
 
 SCHEMA = "dqnbench.conformance/1"
 """{"schema", "implementation", "spec", "created" (ISO 8601, UTC), "torch",
@@ -50,6 +56,8 @@ class ConformanceSession:
     @property
     def adapter(self) -> DQNAdapter:
         if self._adapter is None:
+            from dqnbench.conformance.adapter import load_adapter
+
             self._adapter = load_adapter(self.spec)
         return self._adapter
 
@@ -58,6 +66,10 @@ class ConformanceSession:
 
     def document(self) -> dict[str, Any] | None:
         """The JSON result of the selected implementation, or None when none of its checks ran."""
+        import torch
+
+        from dqnbench.conformance.checks import CHECKS
+
         results = self.results.get(self.adapter.name)
         if not results:
             return None
@@ -101,12 +113,37 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     session = ConformanceSession(spec, json_path)
     if config.getoption("dqn_impl"):
+        from dqnbench.conformance.adapter import AdapterLoadError
+
         # A typo should stop the run with one clear message, not fail every check.
         try:
             _ = session.adapter
         except AdapterLoadError as error:
             raise pytest.UsageError(str(error)) from error
     config.stash[_SESSION] = session
+
+
+KIT_MODULE = "dqnbench/conformance/test_conformance.py"
+RUN_THE_KIT = "python -m pytest --pyargs dqnbench.conformance --dqn-impl={spec} (or: dqnbench check --dqn-impl={spec})"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """--dqn-impl in a run that selects none of the kit's tests would check nothing: say how to run the kit."""
+    spec = session.config.getoption("dqn_impl")
+    if spec and not any(_is_kit_item(item) for item in session.items) and not session.config.getoption("collectonly"):
+        raise pytest.UsageError(
+            f"--dqn-impl={spec} was given, but none of the conformance kit's tests is selected (not collected, or "
+            f"deselected by -k/-m), so nothing would check it; run the kit: {RUN_THE_KIT.format(spec=spec)}"
+        )
+
+
+def _is_kit_item(item: pytest.Item) -> bool:
+    # Tests of the kit itself (this repository's tests) record through the fixtures too and count as the kit.
+    return (
+        str(item.path).replace("\\", "/").endswith(KIT_MODULE)
+        or "conformance_record" in getattr(item, "fixturenames", ())
+        or "dqn_adapter" in getattr(item, "fixturenames", ())
+    )
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -157,5 +194,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
                 f"no conformance check ran for {session.adapter.name}; {session.json_path} was not written"
             )
         else:
+            from dqnbench.files import atomic_write_text
+
             atomic_write_text(session.json_path, json.dumps(document, indent=2) + "\n")
             terminalreporter.write_line(f"conformance results written to {session.json_path}")
