@@ -1,8 +1,8 @@
 """The conformance kit is mutation-validated: it rejects every mutant of the bug zoo, for the right reason.
 
 Each mutant differs from the reference adapter in one piece; the checks run on it are those that declare
-that piece, which include every check a mutant names as catching it. (A mutated network also reaches the
-other checks, which build their networks with it; running those too would add time, not evidence.)
+that piece (every check, for a mutated network, which every check that builds a network uses). Each named
+check must fail, and every failing check must name the mutant's own cause or none.
 The control, the reference passing every check, is tests/test_conformance_reference.py.
 """
 
@@ -16,7 +16,7 @@ import pytest
 
 from bugzoo import BY_NAME, MUTANTS, Mutant
 from dqnbench.conformance.adapter import REFERENCE, DQNAdapter
-from dqnbench.conformance.checks import CHECKS, CheckResult, run_all
+from dqnbench.conformance.checks import CHECKS, CheckResult, check_names, run_all
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,13 +34,24 @@ def _checks_needing(piece: str) -> list[str]:
     return [c.name for c in CHECKS if piece in c.needs]
 
 
+def _checks_reached(piece: str) -> list[str]:
+    """Every check the mutated piece takes part in: a network reaches every check that builds one."""
+    return check_names() if piece == "make_network" else _checks_needing(piece)
+
+
+def _likely_causes(result: CheckResult) -> list[str]:
+    return [
+        line.strip().removeprefix("likely cause: ") for line in result.message.splitlines() if "likely cause:" in line
+    ]
+
+
 def _report(results: list[CheckResult]) -> str:
     return "\n".join(f"  {r.outcome:7s} {r.message}" for r in results)
 
 
 def test_zoo_is_large_and_each_mutant_names_known_checks() -> None:
     known = {c.name for c in CHECKS}
-    assert len(MUTANTS) >= 12, f"the bug zoo holds {len(MUTANTS)} mutants, the issue asks for at least 12"
+    assert len(MUTANTS) >= 32, f"the bug zoo holds {len(MUTANTS)} mutants, the issue asks for at least 32"
     assert len({m.name for m in MUTANTS}) == len(MUTANTS), "two mutants share a name"
     for m in MUTANTS:
         unknown = sorted(set(m.caught_by) - known)
@@ -53,14 +64,26 @@ def test_zoo_is_large_and_each_mutant_names_known_checks() -> None:
 
 
 @pytest.mark.parametrize("mutant", [pytest.param(m, id=m.name) for m in MUTANTS])
-def test_kit_catches_mutant(mutant: Mutant) -> None:
+def test_kit_catches_mutant_and_names_its_cause_or_none(mutant: Mutant) -> None:
+    """The named checks fail; and a check names a likely cause only where its evidence points: never another bug's."""
     piece = _replaced_piece(mutant)
-    results = run_all(mutant.adapter, _checks_needing(piece))
+    results = run_all(mutant.adapter, _checks_reached(piece))
     failed = {r.check for r in results if r.outcome == "failed"}
     missed = [name for name in mutant.caught_by if name not in failed]
     assert not missed, (
         f"mutant {mutant.name} ({mutant.bug}; replaces {piece}): expected {missed} among the failed checks, "
         f"got failures {sorted(failed) or 'none'}:\n" + _report(results)
+    )
+    wrong = [
+        f"{r.check}: {cause}"
+        for r in results
+        if r.outcome == "failed"
+        for cause in _likely_causes(r)
+        if mutant.cause is None or mutant.cause not in cause
+    ]
+    assert not wrong, (
+        f"mutant {mutant.name} ({mutant.bug}): expected every likely cause to mention {mutant.cause!r} "
+        "(or no cause), got:\n  " + "\n  ".join(wrong)
     )
 
 

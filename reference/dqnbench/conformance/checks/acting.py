@@ -19,6 +19,7 @@ from dqnbench.conformance.checks.core import (
     invoke,
     mismatch,
     register_check,
+    require_mode_dependent_layers,
     screens,
 )
 
@@ -71,11 +72,13 @@ def check_greedy_action_argmax(adapter: DQNAdapter) -> str:
         train_copy = copy.deepcopy(net).train()
         with torch.no_grad():
             train_choice = train_copy(states).argmax(dim=1, keepdim=True)
-        cause = (
-            "the network acted in train mode (BatchNorm used the batch's statistics): act in eval mode"
-            if torch.equal(got, train_choice)
-            else "not the arg max over actions (dim=1): argmin, or the wrong dimension?"
-        )
+        with torch.no_grad():
+            argmin = copy.deepcopy(net).eval()(states).argmin(dim=1, keepdim=True)
+        causes = {
+            "the network acted in train mode (BatchNorm used the batch's statistics): act in eval mode": train_choice,
+            "argmin instead of argmax over the actions": argmin,
+        }
+        cause = next((c for c, choice in causes.items() if torch.equal(got, choice)), None)
         raise fail("greedy_action(net, 16 states)", problem, cause)
     return "16 greedy actions equal argmax_a Q(s, a) in eval mode"
 
@@ -90,6 +93,7 @@ BN_CAUSE = (
 def check_acting_keeps_batchnorm_stats(adapter: DQNAdapter) -> str:
     """Acting (greedy_action, select_action with eps=0) leaves BatchNorm statistics and the train mode as they were."""
     net = _acting_network(adapter)
+    require_mode_dependent_layers(adapter, net, "its train/eval mode and running statistics cannot matter")
     calls: list[tuple[str, Callable[[Tensor], Any]]] = []
     greedy, select = adapter.greedy_action, adapter.select_action
     if greedy is not None:
@@ -113,9 +117,22 @@ def check_acting_keeps_batchnorm_stats(adapter: DQNAdapter) -> str:
     return f"{' and '.join(c for c, _ in calls)} leave BatchNorm buffers and train mode untouched"
 
 
+def _action(call: str, raw: Any) -> int:
+    """The action of one select_action call, which must be a (1, 1) long tensor on both branches."""
+    got = as_tensor(call, raw)
+    if got.dtype != torch.long or tuple(got.shape) != (1, 1):
+        branch = "random" if ", 1.0, " in call else "greedy"
+        raise fail(
+            call,
+            f"expected a (1, 1) long tensor, got {got.dtype} {tuple(got.shape)}",
+            f"the {branch} branch builds its action with another shape or dtype (collate and gather need (1, 1) long)",
+        )
+    return int(got)
+
+
 @register_check("select_action")
 def check_select_action_epsilon_greedy(adapter: DQNAdapter) -> str:
-    """eps=0 acts greedily; eps=1 acts uniformly at random using the rng passed in; (1, 1) long actions."""
+    """eps=0 acts greedily; eps=1 acts uniformly at random using the rng passed in; (1, 1) long actions on both."""
     select = adapter.select_action
     assert select is not None
     n_actions, draws = 3, 600
@@ -124,20 +141,18 @@ def check_select_action_epsilon_greedy(adapter: DQNAdapter) -> str:
     greedy = _eval_argmax(net, states)
     for i in range(len(states)):
         call = f"select_action(net, state {i}, 0.0, {n_actions}, rng)"
-        got = as_tensor(call, invoke(call, select, net, states[i : i + 1], 0.0, n_actions, random.Random(i)))
-        if got.dtype != torch.long or tuple(got.shape) != (1, 1):
-            raise fail(call, f"expected a (1, 1) long tensor, got {got.dtype} {tuple(got.shape)}", None)
-        if int(got) != int(greedy[i]):
+        got = _action(call, invoke(call, select, net, states[i : i + 1], 0.0, n_actions, random.Random(i)))
+        if got != int(greedy[i]):
             raise fail(
                 call,
-                f"expected the greedy action {int(greedy[i])}, got {int(got)}",
+                f"expected the greedy action {int(greedy[i])}, got {got}",
                 "with eps=0 the action must be the arg max of Q (in eval mode)",
             )
 
     def random_actions(seed: int) -> list[int]:
         rng = random.Random(seed)
         call = f"select_action(net, state, 1.0, {n_actions}, rng)"
-        return [int(invoke(call, select, net, states[:1], 1.0, n_actions, rng)) for _ in range(draws)]
+        return [_action(call, invoke(call, select, net, states[:1], 1.0, n_actions, rng)) for _ in range(draws)]
 
     first = random_actions(0)
     counts = [first.count(a) for a in range(n_actions)]

@@ -142,9 +142,8 @@ def run_check(adapter: DQNAdapter, check: Check) -> CheckResult:
         except Exception as error:  # the implementation crashed: that is a failure of this check, with its cause
             outcome = "failed"
             message = (
-                f"{check.name}: the implementation raised {type(error).__name__}: {error}{_where_raised(error)}\n"
-                f"  likely cause: its signature or return type differs from the DQNAdapter contract "
-                f"(see dqnbench.conformance.adapter)"
+                f"{check.name}: the implementation raised {type(error).__name__}: {error}{_where_raised(error)}; "
+                "compare its signature and return type with the DQNAdapter contract (dqnbench.conformance.adapter)"
             )
     return CheckResult(check.name, outcome, message, time.perf_counter() - started)
 
@@ -248,3 +247,18 @@ def build_network(adapter: DQNAdapter, n_actions: int = golden.N_ACTIONS, seed: 
     if not isinstance(net, nn.Module):
         raise fail("make_network(...)", f"returned a {type(net).__name__}, expected a torch.nn.Module", None)
     return net.train()
+
+
+MODE_DEPENDENT = (nn.modules.batchnorm._NormBase, nn.modules.dropout._DropoutNd)
+"""Layers whose output or state depends on train/eval mode (BatchNorm, InstanceNorm with running statistics,
+dropout)."""
+
+
+def require_mode_dependent_layers(adapter: DQNAdapter, net: nn.Module, what: str) -> list[str]:
+    """Names of `net`'s mode-dependent layers; raises NotApplicable (naming `what`) when it has none."""
+    layers = [name for name, module in net.named_modules() if isinstance(module, MODE_DEPENDENT)]
+    if not layers:
+        raise NotApplicable(
+            f"{adapter.name}'s network has no mode-dependent layers (BatchNorm, dropout), so {what} (not applicable)"
+        )
+    return layers

@@ -7,7 +7,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from dqnbench.conformance import golden
 from dqnbench.conformance.adapter import DQNAdapter
@@ -96,12 +96,11 @@ def check_network_golden_outputs(adapter: DQNAdapter) -> str:
             min(len(entries), len(expected)),
         )
         got = entries[first] if first < len(entries) else "nothing"
-        raise fail(
-            "make_network(40, 90, 2, 3).state_dict()",
-            f"{len(entries)} entries, expected the seed architecture's {len(expected)}; first difference at entry "
-            f"{first}: expected {expected[first] if first < len(expected) else 'nothing'}, got {got}",
-            "the network is not the seed's (3 x conv5/stride2 + BatchNorm + ReLU with 16, 32, 32 channels, then a "
-            "linear head); the golden weights are matched to it by position",
+        raise NotApplicable(
+            f"the golden weights fit the seed architecture (3 x conv5/stride2 + BatchNorm + ReLU with 16, 32, 32 "
+            f"channels, then a linear head) by position, and {adapter.name}'s network differs: {len(entries)} "
+            f"state_dict entries, the seed's {len(expected)}; first difference at entry {first}: expected "
+            f"{expected[first] if first < len(expected) else 'nothing'}, got {got}"
         )
     net.load_state_dict(golden.state_dict(shipped, net))
     inputs = golden.network_inputs(data.screens)
@@ -115,11 +114,69 @@ def check_network_golden_outputs(adapter: DQNAdapter) -> str:
             raise fail(
                 f"make_network(40, 90, 2, 3) with golden weights, {mode} mode, on {len(inputs)} golden screens",
                 problem,
-                "layer order, activation, BatchNorm epsilon/momentum or flattening order differ from the seed's"
-                if mode == "eval"
-                else "BatchNorm in train mode must normalise with the batch statistics",
+                _batchnorm_eps_cause(net),
             )
     return f"golden Q-values reproduced within {NETWORK_TOL:g} in eval and train mode"
+
+
+SEED_BN_EPS, SEED_BN_MOMENTUM = 1e-5, 0.1
+"""The seed's BatchNorm2d settings: PyTorch's defaults."""
+
+
+def _batchnorm_eps_cause(net: nn.Module) -> str | None:
+    """A cause only where the evidence is the layer's own setting: a BatchNorm eps other than the seed's."""
+    for name, layer in net.named_modules():
+        eps = getattr(layer, "eps", None) if isinstance(layer, nn.modules.batchnorm._BatchNorm) else None
+        if eps is not None and not math.isclose(eps, SEED_BN_EPS, rel_tol=1e-9):
+            return f"BatchNorm {name!r} has eps={eps:g}, the seed's is {SEED_BN_EPS:g}"
+    return None
+
+
+@register_check("make_network")
+def check_network_batchnorm_statistics(adapter: DQNAdapter) -> str:
+    """A train-mode forward pass moves each BatchNorm's running statistics 10% (momentum 0.1) towards the batch's."""
+    net = build_network(adapter)
+    layers = [(n, m) for n, m in net.named_modules() if getattr(m, "running_mean", None) is not None]
+    if not layers:
+        raise NotApplicable(f"{adapter.name}'s network keeps no running statistics (no BatchNorm)")
+    inputs: dict[str, Tensor] = {}
+    hooks = [
+        module.register_forward_pre_hook(lambda m, args, name=name: inputs.__setitem__(name, args[0].detach()))
+        for name, module in layers
+    ]
+    before = {name: (m.running_mean.clone(), m.running_var.clone()) for name, m in layers}  # type: ignore[union-attr]
+    call = "make_network(40, 90, 2, 3).train()(16 screens)"
+    try:
+        with torch.no_grad():
+            invoke(call, net.train(), screens(16, 31) * 3)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    for name, module in layers:
+        x = inputs[name].double().transpose(0, 1).flatten(1)  # channels first, every other value along dim 1
+        batch_mean, batch_var = x.mean(dim=1), x.var(dim=1)  # the unbiased variance, as BatchNorm keeps it
+        old_mean, old_var = (t.double() for t in before[name])
+        got = torch.cat([module.running_mean.double(), module.running_var.double()])  # type: ignore[union-attr]
+        m = SEED_BN_MOMENTUM
+        expected = torch.cat([(1 - m) * old_mean + m * batch_mean, (1 - m) * old_var + m * batch_var])
+        problem = mismatch(got, expected, atol=1e-5, rtol=1e-4, what=f"{name} running mean and variance entries")
+        if problem:
+            moved = (got - torch.cat([old_mean, old_var])) / (
+                torch.cat([batch_mean, batch_var]) - torch.cat([old_mean, old_var])
+            )
+            estimate = float(moved.median())
+            consistent = bool(
+                torch.isclose(moved, torch.tensor(estimate, dtype=torch.float64), rtol=1e-3, atol=1e-4).all()
+            )
+            raise fail(
+                call,
+                f"BatchNorm {name!r} (momentum {m:g} expected): {problem}",
+                f"the running statistics move {estimate:.4g} of the way to the batch's, not {m:g}: BatchNorm momentum "
+                f"is {estimate:.4g} (0.99 is Keras' convention for the opposite weight)"
+                if consistent
+                else None,
+            )
+    return f"{len(layers)} BatchNorm layers update their running statistics with momentum {SEED_BN_MOMENTUM:g}"
 
 
 GRADIENT_BATCH = 128

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import math
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -14,6 +17,7 @@ from dqnbench.conformance.adapter import DQNAdapter, TransitionBatch
 from dqnbench.conformance.checks.bellman import bellman_variants
 from dqnbench.conformance.checks.core import (
     GRAD_CLIP_PROBE,
+    NotApplicable,
     as_tensor,
     build_network,
     diagnose,
@@ -94,11 +98,168 @@ def _step(
     optimizer: torch.optim.Optimizer,
     batch: TransitionBatch,
     grad_clip: float,
+    gamma: float = OPTIMIZE_GAMMA,
 ) -> float:
     assert adapter.optimize_step is not None
-    call = f"optimize_step(policy, target, optimizer, batch, {OPTIMIZE_GAMMA}, {grad_clip:g})"
-    loss = invoke(call, adapter.optimize_step, policy, target, optimizer, batch, OPTIMIZE_GAMMA, grad_clip)
+    call = f"optimize_step(policy, target, optimizer, batch, {gamma:g}, {grad_clip:g})"
+    loss = invoke(call, adapter.optimize_step, policy, target, optimizer, batch, gamma, grad_clip)
     return float(as_tensor(call, loss))
+
+
+BOOTSTRAP_OFFSET, BOOTSTRAP_SCALE = 10.0, 5.0
+"""The distinct target's head is scaled by 5 and shifted by 10, so that its Q-values (about 10, and varying
+between actions and states) dominate the TD targets: a wrong source of bootstrap values, or a wrong discount,
+moves the loss by far more than the tolerance."""
+LOSS_RTOL, LOSS_ATOL = 1e-4, 1e-6
+LOSSES: dict[str, Callable[..., Tensor]] = {"Huber": F.smooth_l1_loss, "MSE": F.mse_loss}
+"""The TD losses the bootstrap and discount checks accept: they judge the targets, whichever loss is used
+(`check_optimize_loss` judges the loss itself)."""
+
+
+def distinct_target(adapter: DQNAdapter) -> nn.Module:
+    """A target network that differs from the policy: other weights, and a head scaled to dominate the targets."""
+    target = build_network(adapter, seed=1).eval()
+    heads = [m for m in target.modules() if isinstance(m, nn.Linear)]
+    if not heads:
+        raise NotApplicable(
+            f"the check scales the Q-network's last nn.Linear layer so that bootstrap values dominate, and "
+            f"{adapter.name}'s network has none"
+        )
+    with torch.no_grad():
+        heads[-1].weight.mul_(BOOTSTRAP_SCALE)
+        if heads[-1].bias is not None:
+            heads[-1].bias.add_(BOOTSTRAP_OFFSET)
+    return target.requires_grad_(True)
+
+
+def _chosen_q(policy: nn.Module, batch: TransitionBatch) -> Tensor:
+    """Q(s, a) of the policy in train mode (as the step computes it), on a copy."""
+    with torch.no_grad():
+        return copy.deepcopy(policy).train()(batch.states).gather(1, batch.actions).squeeze(1).double()
+
+
+def _values(net: nn.Module, states: Tensor, *, train: bool = False) -> Tensor:
+    with torch.no_grad():
+        return copy.deepcopy(net).train(train)(states).double()
+
+
+def _td_targets(best: Tensor, batch: TransitionBatch, gamma: float) -> Tensor:
+    return batch.rewards.double() + gamma * torch.where(batch.terminated, torch.zeros_like(best), best)
+
+
+def _losses(chosen: Tensor, targets: Tensor) -> dict[str, float]:
+    return {name: round(float(loss(chosen, targets)), 6) for name, loss in LOSSES.items()}
+
+
+def _matching_loss(got: float, chosen: Tensor, targets: Tensor) -> str | None:
+    """The name of the accepted loss that `targets` give the value `got`, if any."""
+    for name, loss in LOSSES.items():
+        if math.isclose(got, float(loss(chosen, targets)), rel_tol=LOSS_RTOL, abs_tol=LOSS_ATOL):
+            return name
+    return None
+
+
+def _discount_used(got: float, chosen: Tensor, best: Tensor, batch: TransitionBatch) -> float | None:
+    """The discount on `DISCOUNT_GRID` whose loss (Huber or MSE) is `got`, if one is."""
+    targets = batch.rewards.double() + DISCOUNT_GRID[:, None] * torch.where(batch.terminated, 0.0, best)[None]
+    for loss in LOSSES.values():
+        curve = loss(chosen.expand_as(targets), targets, reduction="none").mean(dim=1)
+        close = torch.isclose(curve, torch.tensor(got, dtype=torch.float64), rtol=LOSS_RTOL, atol=LOSS_ATOL)
+        if bool(close.any()):
+            matches = DISCOUNT_GRID[close]
+            return float(matches[len(matches) // 2])
+    return None
+
+
+@register_check("optimize_step")
+def check_optimize_bootstraps_from_target(adapter: DQNAdapter) -> str:
+    """With a target that differs from the policy, the TD targets bootstrap from max_a Q_target(s', a)."""
+    policy, target, batch = build_network(adapter), distinct_target(adapter), optimize_batch()
+    chosen = _chosen_q(policy, batch)
+    q_target = _values(target, batch.next_states)
+    q_policy = _values(policy, batch.next_states)
+    double = q_target.gather(1, q_policy.argmax(dim=1, keepdim=True)).squeeze(1)
+    from_policy = "bootstrapped from the policy network, not the target: the policy is passed or copied into the target"
+    # In train mode BatchNorm normalises with the batch's statistics: those of every next state, or of the
+    # non-final ones only (the seed's layout), depending on the implementation.
+    continuing = ~batch.terminated
+    policy_train_nonfinal = torch.zeros_like(chosen)
+    policy_train_nonfinal[continuing] = _values(policy, batch.next_states[continuing], train=True).max(dim=1).values
+    variants = [
+        (f"{from_policy} (in eval mode: a sync at every step?)", q_policy.max(dim=1).values),
+        (f"{from_policy} (in train mode)", _values(policy, batch.next_states, train=True).max(dim=1).values),
+        (f"{from_policy} (in train mode)", policy_train_nonfinal),
+        (
+            "Double DQN targets (the policy picks the next action, the target values it) where plain DQN is declared",
+            double,
+        ),
+    ]
+    call = f"optimize_step(policy, target, optimizer, batch, {OPTIMIZE_GAMMA}, 1) with a target that differs"
+    got = _step(adapter, policy, target, RecordingSGD(policy.parameters(), lr=1e-3), batch, 1.0)
+    correct = _td_targets(q_target.max(dim=1).values, batch, OPTIMIZE_GAMMA)
+    loss_name = _matching_loss(got, chosen, correct)
+    if loss_name is None:
+        matching = [c for c, best in variants if _matching_loss(got, chosen, _td_targets(best, batch, OPTIMIZE_GAMMA))]
+        raise fail(
+            call,
+            f"expected the loss of targets r + gamma * max_a Q_target(s', a), {_losses(chosen, correct)}, got "
+            f"{got:.6g} (rtol={LOSS_RTOL:g})",
+            matching[0] if matching else None,
+        )
+    return f"the {loss_name} loss of targets bootstrapped from the target network ({got:.6g})"
+
+
+DISCOUNT_PROBES = (0.5, 0.97)
+DISCOUNT_STEP = 1e-4
+DISCOUNT_GRID = torch.arange(0.0, 1.5 + DISCOUNT_STEP, DISCOUNT_STEP, dtype=torch.float64)
+"""Discounts the check tries, 1e-4 apart, to name the one a wrong loss was computed with."""
+
+
+def _discount_cause(used: dict[float, float | None]) -> str | None:
+    """A cause only when one wrong discount explains both probes: the same one, or the same offset from gamma."""
+    pairs = [(gamma, u) for gamma, u in used.items() if u is not None]
+    if len(pairs) < len(used):
+        return None
+    (gamma_a, used_a), (gamma_b, used_b) = pairs
+    # Two grid points apart at most: the grid's resolution, not a coincidence.
+    if abs(used_a - used_b) <= 2 * DISCOUNT_STEP:
+        return f"the discount is hard-coded to {pairs[0][1]:.4g}: the gamma passed is ignored"
+    if abs((used_a - gamma_a) - (used_b - gamma_b)) <= 2 * DISCOUNT_STEP:
+        return f"the discount used is gamma {pairs[0][1] - pairs[0][0]:+.4g}: gamma is changed inside the step"
+    return None
+
+
+@register_check("optimize_step")
+def check_optimize_discount(adapter: DQNAdapter) -> str:
+    """The gamma passed is the discount used: checked at 0.5 and 0.97 with bootstrap values that dominate."""
+    policy0, target0, batch = build_network(adapter), distinct_target(adapter), optimize_batch()
+    chosen = _chosen_q(policy0, batch)
+    best = _values(target0, batch.next_states).max(dim=1).values
+    got, used = {}, {}
+    for gamma in DISCOUNT_PROBES:
+        policy, target = copy.deepcopy(policy0), copy.deepcopy(target0)
+        got[gamma] = _step(adapter, policy, target, RecordingSGD(policy.parameters(), lr=1e-3), batch, 1.0, gamma)
+        used[gamma] = _discount_used(got[gamma], chosen, best, batch)
+    wrong = [
+        gamma for gamma in DISCOUNT_PROBES if not _matching_loss(got[gamma], chosen, _td_targets(best, batch, gamma))
+    ]
+    if wrong:
+        gamma = wrong[0]
+        # The control: with every transition terminated the loss cannot depend on the discount. Only when the
+        # control is right do the probes' discounts point at the discount rather than at Q(s, a) or the loss.
+        final = replace(batch, terminated=torch.ones_like(batch.terminated))
+        policy, target = copy.deepcopy(policy0), copy.deepcopy(target0)
+        control = _step(adapter, policy, target, RecordingSGD(policy.parameters(), lr=1e-3), final, 1.0, gamma)
+        control_ok = _matching_loss(control, chosen, _td_targets(best, final, gamma)) is not None
+        raise fail(
+            f"optimize_step(policy, target, optimizer, batch, gamma={gamma:g}, 1), bootstrap values about "
+            f"{float(best.mean()):.3g}",
+            f"expected the loss for gamma={gamma:g}, {_losses(chosen, _td_targets(best, batch, gamma))}, got "
+            f"{got[gamma]:.6g} (rtol={LOSS_RTOL:g}); the losses at gamma={DISCOUNT_PROBES} are those of discounts "
+            f"{[None if u is None else round(u, 4) for u in used.values()]}",
+            _discount_cause(used) if control_ok else None,
+        )
+    return f"the loss follows gamma at {DISCOUNT_PROBES} with bootstrap values about {float(best.mean()):.3g}"
 
 
 @register_check("optimize_step")
@@ -115,7 +276,7 @@ def check_optimize_loss(adapter: DQNAdapter) -> str:
         raise fail(
             f"optimize_step(policy, target, optimizer, batch, {OPTIMIZE_GAMMA}, 1) on an 11-transition batch",
             problem,
-            cause or "the returned value is not the loss before the step, or the targets/Q-values differ",
+            cause,
         )
     return f"loss {got:.6g} equals the reference's within rtol={rtol:g}"
 
@@ -161,9 +322,11 @@ def check_optimize_gradients_clamped(adapter: DQNAdapter) -> str:
 
 @register_check("optimize_step")
 def check_optimize_no_gradient_into_target(adapter: DQNAdapter) -> str:
-    """The step changes neither the target network's parameters and buffers nor gives it gradients."""
-    policy, target, batch = _optimize_setup(adapter)
+    """The step changes neither the target network's parameters and buffers (it differs from the policy) nor
+    gives it gradients."""
+    policy, target, batch = build_network(adapter), distinct_target(adapter), optimize_batch()
     before = {name: t.detach().clone() for name, t in target.state_dict().items()}
+    policy_before = {name: t.detach().clone() for name, t in policy.state_dict().items()}
     call = f"optimize_step(policy, target, optimizer, batch, {OPTIMIZE_GAMMA}, 1)"
     _step(adapter, policy, target, RecordingSGD(policy.parameters(), lr=1e-2), batch, 1.0)
     for name, param in target.named_parameters():
@@ -177,13 +340,18 @@ def check_optimize_no_gradient_into_target(adapter: DQNAdapter) -> str:
     for name, value in target.state_dict().items():
         problem = mismatch(value.cpu(), before[name].cpu(), atol=0, rtol=0, what=f"{name} entries")
         if problem:
-            cause = (
-                "the target network ran in train mode: BatchNorm statistics moved (keep the target in eval mode)"
-                if "running" in name or "num_batches" in name
-                else "the target's parameters were updated: is the target aliased to the policy network?"
-            )
-            raise fail(call, f"target {name!r} changed: {problem}", cause)
+            raise fail(call, f"target {name!r} changed: {problem}", _target_change_cause(target, before, policy_before))
     return "target parameters and buffers unchanged, no gradient reached them"
+
+
+def _target_change_cause(target: nn.Module, before: dict[str, Tensor], policy: dict[str, Tensor]) -> str | None:
+    after = target.state_dict()
+    if all(torch.equal(after[name].cpu(), value.cpu()) for name, value in policy.items() if name in after):
+        return "the step copied the policy network into the target (a sync at every step)"
+    moved = [name for name, value in after.items() if not torch.equal(value.cpu(), before[name].cpu())]
+    if all("running" in name or "num_batches" in name for name in moved):
+        return "the target network ran in train mode: BatchNorm statistics moved (keep the target in eval mode)"
+    return None
 
 
 @register_check("optimize_step")
@@ -199,7 +367,6 @@ def check_optimize_loss_decreases(adapter: DQNAdapter) -> str:
             f"{DESCENT_STEPS} x optimize_step(policy, target, Adam(lr=1e-3), fixed batch, 0.9, 1)",
             f"expected the mean of the last 3 losses below half the first ({0.5 * losses[0]:.4g}), got {final:.4g} "
             f"(losses {[round(x, 4) for x in losses]})",
-            "the step does not descend the TD loss: optimizer.zero_grad()/backward()/step() missing or in the wrong "
-            "order, or the gradient has the wrong sign",
+            None,
         )
     return f"loss {losses[0]:.4g} -> {final:.4g} (mean of the last 3) in {DESCENT_STEPS} steps on a fixed batch"

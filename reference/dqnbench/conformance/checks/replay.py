@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -71,28 +73,43 @@ def _rows(sampled: Any) -> list[_Item]:
     return rows
 
 
-def _ids_of(rows: list[_Item], call: str, stored: int) -> list[int]:
-    """The transition numbers of sampled rows; a sample of everything stored must hold each exactly once."""
-    ids = [round(float(torch.as_tensor(r.state).flatten()[0])) for r in rows]
-    if len(rows) == stored and len(set(ids)) < stored:
-        raise fail(
-            f"{call} of a memory holding {stored}",
-            f"expected every stored transition once, got {len(set(ids))} distinct ({sorted(ids)})",
-            "sampling with replacement (see check_replay_distinct_samples)",
-        )
-    return ids
+def _id(row: _Item) -> int:
+    return round(float(torch.as_tensor(row.state).flatten()[0]))
 
 
-def _ids(memory: Any, batch_size: int) -> list[int]:
+def _sample(memory: Any, batch_size: int) -> list[_Item]:
     call = f"memory.sample({batch_size})"
     rows = _rows(invoke(call, memory.sample, batch_size))
     if len(rows) != batch_size:
         raise fail(call, f"expected {batch_size} transitions, got {len(rows)}", None)
-    return _ids_of(rows, call, _length(memory))
+    return rows
+
+
+def _ids(memory: Any, batch_size: int) -> list[int]:
+    return [_id(row) for row in _sample(memory, batch_size)]
+
+
+HELD_DRAWS = 60
+"""Draws of sample(len(memory)) `_held` unions: with replacement, one transition of 7 is missed by all 60 with
+probability (6/7)^(7*60) < 1e-28, so a memory sampling with replacement is judged on what it holds, too."""
+
+
+def _held(memory: Any) -> tuple[list[int], list[_Item]]:
+    """The transitions `memory` holds, as seen through sampling, and the rows sampled."""
+    size = _length(memory)
+    rows: list[_Item] = []
+    for _ in range(HELD_DRAWS):
+        rows += _sample(memory, size)
+        if len({_id(row) for row in rows}) >= size:
+            break
+    return sorted({_id(row) for row in rows}), rows
 
 
 def _length(memory: Any) -> int:
     return int(invoke("len(memory)", len, memory))
+
+
+EVICTS_NEWEST = "the newest transition is evicted instead of the oldest"
 
 
 @register_check("make_memory")
@@ -121,15 +138,11 @@ def check_replay_eviction_order(adapter: DQNAdapter) -> str:
     for i in range(3 * capacity):
         _push(memory, i)
         size = min(i + 1, capacity)
-        held = sorted(_ids(memory, size))
+        held, _ = _held(memory)
         expected = list(range(i + 1 - size, i + 1))
         if held != expected:
             newest = [*range(capacity - 1), i]
-            cause = (
-                "the newest transition is evicted instead of the oldest"
-                if held == newest
-                else "the ring's write position does not advance past the oldest transition"
-            )
+            cause = EVICTS_NEWEST if held == newest else None
             raise fail(
                 f"memory.sample({size}) after pushing transitions 0..{i} into make_memory({capacity}, 0)",
                 f"expected transitions {expected}, got {held}",
@@ -145,10 +158,9 @@ def check_replay_cycling(adapter: DQNAdapter) -> str:
     memory = _memory(adapter, capacity)
     for i in range(pushes):
         _push(memory, i)
-    sampled = _rows(invoke(f"memory.sample({capacity})", memory.sample, capacity))
-    held = _ids_of(sampled, f"memory.sample({capacity}) after {pushes} pushes", capacity)
+    held, sampled = _held(memory)
     for row in sampled:
-        i = round(float(torch.as_tensor(row.state).flatten()[0]))
+        i = _id(row)
         want = _item(i)
         checks = {
             "action": (torch.as_tensor(row.action).flatten(), want.action.flatten()),
@@ -171,11 +183,13 @@ def check_replay_cycling(adapter: DQNAdapter) -> str:
                 "next_state=None (terminal) must be kept as such, and next states must stay with their transition",
             )
     expected = list(range(pushes - capacity, pushes))
-    if sorted(held) != expected:
+    if held != expected:
         raise fail(
             f"memory.sample({capacity}) after {pushes} pushes",
-            f"expected transitions {expected}, got {sorted(held)}",
-            "the ring does not keep the newest transitions across several wraps",
+            f"expected transitions {expected}, got {held}",
+            EVICTS_NEWEST
+            if held == [*range(capacity - 1), pushes - 1]
+            else None,
         )
     return f"{pushes} pushes through a ring of {capacity}: the newest {capacity} kept, fields intact"
 
@@ -203,7 +217,7 @@ def check_replay_distinct_samples(adapter: DQNAdapter) -> str:
     raise fail(
         f"memory.sample({capacity + 1}) from a memory of {capacity}",
         "expected an exception, got a batch",
-        "sampling with replacement hides a memory that is too small for the batch",
+        None,
     )
 
 
@@ -256,3 +270,47 @@ def check_replay_seeded_sampling(adapter: DQNAdapter) -> str:
             "sampling uses a global RNG (random, numpy or torch) instead of one seeded from the `seed` argument",
         )
     return "same seed, same pushes: same samples, independent of the global random/numpy/torch RNGs"
+
+
+UNIFORM_CAPACITY, UNIFORM_PUSHES, UNIFORM_BATCH, UNIFORM_DRAWS = 40, 100, 8, 500
+UNIFORM_FALSE_ALARM = 1e-6
+"""The chance that a uniform sampler fails the chi-square test below. The draws are seeded, so a given
+implementation passes or fails every time; this is the chance that a correct one is unlucky in its seed."""
+
+
+def chi_square_critical(dof: int, false_alarm: float) -> float:
+    """The chi-square quantile of 1 - false_alarm (Wilson-Hilferty: within 1% of the exact value for dof >= 10)."""
+    z = NormalDist().inv_cdf(1 - false_alarm)
+    return float(dof * (1 - 2 / (9 * dof) + z * math.sqrt(2 / (9 * dof))) ** 3)
+
+
+@register_check("make_memory")
+def check_replay_uniform_sampling(adapter: DQNAdapter) -> str:
+    """Sampling is uniform over everything stored (chi-square test, false-alarm rate 1e-6), after the ring wrapped."""
+    memory = _memory(adapter, UNIFORM_CAPACITY, seed=5)
+    for i in range(UNIFORM_PUSHES):
+        _push(memory, i)
+    held = list(range(UNIFORM_PUSHES - UNIFORM_CAPACITY, UNIFORM_PUSHES))
+    counts = dict.fromkeys(held, 0)
+    for _ in range(UNIFORM_DRAWS):
+        for i in _ids(memory, UNIFORM_BATCH):
+            counts[i] = counts.get(i, 0) + 1
+    expected = UNIFORM_DRAWS * UNIFORM_BATCH / UNIFORM_CAPACITY
+    statistic = sum((n - expected) ** 2 / expected for n in counts.values())
+    critical = chi_square_critical(UNIFORM_CAPACITY - 1, UNIFORM_FALSE_ALARM)
+    call = f"{UNIFORM_DRAWS} x memory.sample({UNIFORM_BATCH}) after {UNIFORM_PUSHES} pushes into make_memory(40, 5)"
+    if statistic > critical or set(counts) != set(held):
+        never = [i for i in held if counts[i] == 0]
+        stranger = sorted(set(counts) - set(held))
+        oldest, newest = sum(counts[i] for i in held[:10]), sum(counts[i] for i in held[-10:])
+        raise fail(
+            call,
+            f"expected each of the {UNIFORM_CAPACITY} stored transitions about {expected:.0f} times; chi-square "
+            f"{statistic:.1f} > {critical:.1f} (false-alarm rate {UNIFORM_FALSE_ALARM:g}); the 10 oldest drawn "
+            f"{oldest} times, the 10 newest {newest}; never drawn: {never[:10]}"
+            + (f"; drawn though evicted: {stranger[:10]}" if stranger else ""),
+            "sampling favours the newest transitions (a recent window, or the last batch_size pushed)"
+            if newest > 2 * oldest and never and not stranger
+            else None,
+        )
+    return f"chi-square {statistic:.1f} <= {critical:.1f} over {UNIFORM_CAPACITY} transitions ({UNIFORM_DRAWS} draws)"

@@ -12,6 +12,7 @@ from dqnbench.conformance.checks.core import (
     invoke,
     mismatch,
     register_check,
+    require_mode_dependent_layers,
     screens,
 )
 
@@ -80,7 +81,14 @@ def check_target_eval_mode(adapter: DQNAdapter) -> str:
     """The target network is in eval mode (every submodule) after make_target and after sync_target."""
     assert adapter.make_target is not None
     policy = build_network(adapter)
+    require_mode_dependent_layers(adapter, policy, "the target's train/eval mode cannot matter")
     target = invoke("make_target(policy)", adapter.make_target, policy)
+    if target is policy:
+        raise fail(
+            "make_target(policy)",
+            "expected a new module in eval mode, got the policy network itself (in train mode)",
+            "the target is aliased to the policy network: use copy.deepcopy(policy)",
+        )
     # Inspect after each call: sync_target may switch the target to eval and hide make_target's omission.
     _require_eval_mode("make_target(policy)", target)
     if adapter.sync_target is not None:
