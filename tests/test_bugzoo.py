@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bugzoo import BY_NAME, MUTANTS, Mutant
-from dqnbench.conformance.adapter import REFERENCE, DQNAdapter
+from dqnbench.conformance.adapter import PIECES, REFERENCE, DQNAdapter
 from dqnbench.conformance.checks import CHECKS, CheckResult, check_names, run_all
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,7 +25,7 @@ def _replaced_piece(mutant: Mutant) -> str:
     (piece,) = [
         f.name
         for f in fields(DQNAdapter)
-        if f.name != "name" and getattr(mutant.adapter, f.name) is not getattr(REFERENCE, f.name)
+        if f.name in PIECES and getattr(mutant.adapter, f.name) is not getattr(REFERENCE, f.name)
     ]
     return piece
 

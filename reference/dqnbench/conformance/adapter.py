@@ -148,10 +148,32 @@ class TransitionBatch:
         )
 
 
+NOT_PIECES = ("name", "declared_differences")
+"""DQNAdapter fields that describe the implementation rather than supply a piece of it."""
+
 NetworkFactory = Callable[[int, int, int, int], nn.Module]
 BellmanTargetsFn = Callable[[nn.Module, TransitionBatch, float], Tensor]
 MemoryFactory = Callable[[int, int], Any]
 OptimizeStepFn = Callable[[nn.Module, nn.Module, torch.optim.Optimizer, TransitionBatch, float, float], Tensor]
+
+
+@dataclass(frozen=True)
+class DeclaredDifference:
+    """A way an implementation differs from the reference by design (MSE for Huber, Double DQN, a linear
+    schedule): the checks it makes fail are reported as failed *by design*, apart from bugs."""
+
+    checks: tuple[str, ...]
+    """Names of the checks this difference makes fail."""
+    reason: str
+    """One line: what the implementation does instead, e.g. "MSE loss (CleanRL's choice), not Huber"."""
+
+    def __post_init__(self) -> None:
+        if not self.checks or not all(isinstance(c, str) and c.startswith("check_") for c in self.checks):
+            raise ValueError(
+                f"DeclaredDifference(checks={self.checks!r}): name one or more checks, e.g. ('check_optimize_loss',)"
+            )
+        if not self.reason or "\n" in self.reason:
+            raise ValueError(f"DeclaredDifference(reason={self.reason!r}): give a one-line reason")
 
 
 @dataclass(frozen=True)
@@ -189,13 +211,17 @@ class DQNAdapter:
     """(frame (H, W, 3) uint8, cart_x) -> (1, 3, 40, W) float screen patch."""
     get_screen: Callable[[Any], Tensor] | None = None
     """(env) -> (1, 3, 40, W) float screen patch of the env's current state."""
+    declared_differences: tuple[DeclaredDifference, ...] = ()
+    """Differences from the reference by design; the checks they name are reported as failed by design."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise TypeError(f"DQNAdapter(name={self.name!r}): name must be a non-empty string")
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name != "name" and value is not None and not callable(value):
+            if f.name in NOT_PIECES:
+                continue
+            if value is not None and not callable(value):
                 raise TypeError(
                     f"DQNAdapter(name={self.name!r}).{f.name} is a {type(value).__name__}, not a callable; "
                     "pass a function (or None when the implementation does not supply this piece)"
@@ -203,10 +229,14 @@ class DQNAdapter:
 
     def supplied(self) -> list[str]:
         """Names of the pieces this adapter supplies."""
-        return [f.name for f in fields(self) if f.name != "name" and getattr(self, f.name) is not None]
+        return [f.name for f in fields(self) if f.name not in NOT_PIECES and getattr(self, f.name) is not None]
+
+    def by_design(self, check: str) -> DeclaredDifference | None:
+        """The declared difference that makes `check` fail, if any."""
+        return next((d for d in self.declared_differences if check in d.checks), None)
 
 
-PIECES: tuple[str, ...] = tuple(f.name for f in fields(DQNAdapter) if f.name != "name")
+PIECES: tuple[str, ...] = tuple(f.name for f in fields(DQNAdapter) if f.name not in NOT_PIECES)
 """Every piece an adapter can supply, in declaration order."""
 
 

@@ -187,9 +187,7 @@ def check_replay_cycling(adapter: DQNAdapter) -> str:
         raise fail(
             f"memory.sample({capacity}) after {pushes} pushes",
             f"expected transitions {expected}, got {held}",
-            EVICTS_NEWEST
-            if held == [*range(capacity - 1), pushes - 1]
-            else None,
+            EVICTS_NEWEST if held == [*range(capacity - 1), pushes - 1] else None,
         )
     return f"{pushes} pushes through a ring of {capacity}: the newest {capacity} kept, fields intact"
 
