@@ -190,6 +190,10 @@ def check_optimize_bootstraps_from_target(adapter: DQNAdapter) -> str:
         (f"{from_policy} (in train mode)", _values(policy, batch.next_states, train=True).max(dim=1).values),
         (f"{from_policy} (in train mode)", policy_train_nonfinal),
         (
+            "the target network was evaluated in train mode (BatchNorm normalised with the batch's statistics)",
+            _values(target, batch.next_states, train=True).max(dim=1).values,
+        ),
+        (
             "Double DQN targets (the policy picks the next action, the target values it) where plain DQN is declared",
             double,
         ),
