@@ -24,7 +24,6 @@ adapter module there is importable)::
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import shutil
 from collections.abc import Callable
@@ -40,8 +39,7 @@ if TYPE_CHECKING:
     from dqnbench.conformance.checks import CheckResult
 
 SCHEMA = "dqnbench.conformance/1"
-"""{"schema", "implementation", "spec", "created" (ISO 8601, UTC), "torch",
-"results": [{"check", "outcome": passed|failed|skipped, "message", "duration_s"}]}"""
+"""The JSON written by --conformance-json: see `dqnbench.conformance.matrix`."""
 
 
 class ConformanceSession:
@@ -66,22 +64,10 @@ class ConformanceSession:
 
     def document(self) -> dict[str, Any] | None:
         """The JSON result of the selected implementation, or None when none of its checks ran."""
-        import torch
-
-        from dqnbench.conformance.checks import CHECKS
+        from dqnbench.conformance.matrix import document
 
         results = self.results.get(self.adapter.name)
-        if not results:
-            return None
-        order = {c.name: i for i, c in enumerate(CHECKS)}
-        return {
-            "schema": SCHEMA,
-            "implementation": self.adapter.name,
-            "spec": self.spec,
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "torch": torch.__version__,
-            "results": [r.to_json() for r in sorted(results, key=lambda r: order.get(r.check, len(order)))],
-        }
+        return document(self.adapter, self.spec, results) if results else None
 
 
 _SESSION = pytest.StashKey[ConformanceSession]()

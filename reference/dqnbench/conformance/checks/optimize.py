@@ -147,6 +147,17 @@ def _td_targets(best: Tensor, batch: TransitionBatch, gamma: float) -> Tensor:
     return batch.rewards.double() + gamma * torch.where(batch.terminated, torch.zeros_like(best), best)
 
 
+DOUBLE_DQN = "Double DQN targets (the policy picks the next action, the target values it) where plain DQN is declared"
+
+
+def _double_dqn_values(policy: nn.Module, q_target: Tensor, batch: TransitionBatch) -> list[Tensor]:
+    """Double-DQN bootstrap values, the policy choosing the next action in eval mode, then in train mode."""
+    return [
+        q_target.gather(1, _values(policy, batch.next_states, train=train).argmax(dim=1, keepdim=True)).squeeze(1)
+        for train in (False, True)
+    ]
+
+
 def _losses(chosen: Tensor, targets: Tensor) -> dict[str, float]:
     return {name: round(float(loss(chosen, targets)), 6) for name, loss in LOSSES.items()}
 
@@ -178,7 +189,6 @@ def check_optimize_bootstraps_from_target(adapter: DQNAdapter) -> str:
     chosen = _chosen_q(policy, batch)
     q_target = _values(target, batch.next_states)
     q_policy = _values(policy, batch.next_states)
-    double = q_target.gather(1, q_policy.argmax(dim=1, keepdim=True)).squeeze(1)
     from_policy = "bootstrapped from the policy network, not the target: the policy is passed or copied into the target"
     # In train mode BatchNorm normalises with the batch's statistics: those of every next state, or of the
     # non-final ones only (the seed's layout), depending on the implementation.
@@ -193,10 +203,7 @@ def check_optimize_bootstraps_from_target(adapter: DQNAdapter) -> str:
             "the target network was evaluated in train mode (BatchNorm normalised with the batch's statistics)",
             _values(target, batch.next_states, train=True).max(dim=1).values,
         ),
-        (
-            "Double DQN targets (the policy picks the next action, the target values it) where plain DQN is declared",
-            double,
-        ),
+        *((DOUBLE_DQN, best) for best in _double_dqn_values(policy, q_target, batch)),
     ]
     call = f"optimize_step(policy, target, optimizer, batch, {OPTIMIZE_GAMMA}, 1) with a target that differs"
     got = _step(adapter, policy, target, RecordingSGD(policy.parameters(), lr=1e-3), batch, 1.0)
@@ -238,11 +245,18 @@ def check_optimize_discount(adapter: DQNAdapter) -> str:
     """The gamma passed is the discount used: checked at 0.5 and 0.97 with bootstrap values that dominate."""
     policy0, target0, batch = build_network(adapter), distinct_target(adapter), optimize_batch()
     chosen = _chosen_q(policy0, batch)
-    best = _values(target0, batch.next_states).max(dim=1).values
+    q_target = _values(target0, batch.next_states)
+    # The check judges the discount alone, so Double-DQN bootstrap values are as good as plain DQN's here.
+    candidates = [q_target.max(dim=1).values, *_double_dqn_values(policy0, q_target, batch)]
     got, used = {}, {}
     for gamma in DISCOUNT_PROBES:
         policy, target = copy.deepcopy(policy0), copy.deepcopy(target0)
         got[gamma] = _step(adapter, policy, target, RecordingSGD(policy.parameters(), lr=1e-3), batch, 1.0, gamma)
+    best = next(
+        (v for v in candidates if all(_matching_loss(got[g], chosen, _td_targets(v, batch, g)) for g in got)),
+        candidates[0],
+    )
+    for gamma in DISCOUNT_PROBES:
         used[gamma] = _discount_used(got[gamma], chosen, best, batch)
     wrong = [
         gamma for gamma in DISCOUNT_PROBES if not _matching_loss(got[gamma], chosen, _td_targets(best, batch, gamma))
