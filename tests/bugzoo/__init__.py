@@ -117,6 +117,17 @@ class SamplesWithReplacement(ReplayMemory):
         return self._rng.choices(self._items, k=batch_size)  # BUG: a batch may hold the same transition twice
 
 
+class IgnoresPushesWhenFull(ReplayMemory):
+    def push(self, state: Tensor, action: Tensor, next_state: Tensor | None, reward: Tensor) -> None:
+        if len(self) < self.capacity:  # BUG: the write position never wraps, so a full memory stops learning
+            super().push(state, action, next_state, reward)
+
+
+class SamplesFromGlobalRng(ReplayMemory):
+    def sample(self, batch_size: int) -> list[Transition]:
+        return random.sample(self._items, batch_size)  # BUG: the global RNG, not the one seeded from `seed`
+
+
 class StoresAliases(ReplayMemory):
     def push(self, state: Tensor, action: Tensor, next_state: Tensor | None, reward: Tensor) -> None:
         super().push(state, action, next_state, reward)
@@ -469,6 +480,20 @@ MUTANTS: tuple[Mutant, ...] = (
         ["check_network_golden_outputs"],
         "eps=0.001",
         make_network=_batchnorm_setting(eps=1e-3),
+    ),
+    mutant(
+        "memory_ignores_pushes_when_full",
+        "a full memory drops new transitions instead of evicting the oldest (medipixel/rl_algorithms#94)",
+        ["check_replay_eviction_order", "check_replay_cycling"],
+        None,
+        make_memory=IgnoresPushesWhenFull,
+    ),
+    mutant(
+        "memory_global_rng",
+        "sampling draws from the global RNG (rlberry-py/rlberry#119)",
+        ["check_replay_seeded_sampling"],
+        "global RNG",
+        make_memory=SamplesFromGlobalRng,
     ),
     mutant(
         "greedy_argmin",
