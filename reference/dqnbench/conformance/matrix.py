@@ -9,7 +9,7 @@ the same)::
                   "message": the full message, "duration_s"}]}
 
 ``by_design`` is true for a failed check that the implementation declares as a difference from the reference
-(`DQNAdapter.declared_differences`); its ``reason`` is then the declared one. `matrix_markdown` renders
+(`DQNAdapter.declared_differences`); its ``reason`` is then the declared one, else the message's first line. `matrix_markdown` renders
 documents as a table, one row per check and one column per implementation.
 """
 
@@ -39,7 +39,7 @@ def one_line(result: CheckResult) -> str:
 def result_row(adapter: DQNAdapter, result: CheckResult) -> dict[str, Any]:
     declared = adapter.by_design(result.check) if result.outcome == "failed" else None
     return result.to_json() | {
-        "reason": f"by design: {declared.reason}" if declared else one_line(result),
+        "reason": declared.reason if declared else one_line(result),
         "by_design": declared is not None,
     }
 
