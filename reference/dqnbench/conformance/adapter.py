@@ -96,7 +96,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dqnbench import learner, nets, policy, replay, screen
+from dqnbench import learner, nets, policy, registry, replay, screen
 from dqnbench.conformance import DEFAULT_OBJECT
 from dqnbench.conformance import REFERENCE_SPEC as REFERENCE_SPEC
 
@@ -291,13 +291,16 @@ class AdapterLoadError(ValueError):
 
 
 def load_adapter(spec: str) -> DQNAdapter:
-    """Resolve "package.module[:object]" to a `DQNAdapter` (`object` defaults to `ADAPTER`).
+    """Resolve a registered implementation's name (`dqnbench.registry`) or "package.module[:object]" to a
+    `DQNAdapter` (`object` defaults to `ADAPTER`).
 
     `object` may be a dotted attribute path (``module:Class.ADAPTER``) and may name a `DQNAdapter` or a
     zero-argument callable returning one. Every way this can go wrong (the module does not import, raises
     or has a syntax error; the object is missing, of the wrong type, needs arguments or raises) is an
     `AdapterLoadError` naming the string, the object, what was expected and the fix.
     """
+    if ":" not in spec and spec in registry.names():
+        return registry.load(spec).require_adapter()
     module_name, sep, attribute = spec.partition(":")
     attribute = attribute if sep else DEFAULT_OBJECT
     if not module_name or not attribute:
