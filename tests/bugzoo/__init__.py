@@ -128,6 +128,14 @@ class SamplesFromGlobalRng(ReplayMemory):
         return random.sample(self._items, batch_size)  # BUG: the global RNG, not the one seeded from `seed`
 
 
+class ReadsNextStateShifted(ReplayMemory):
+    def sample(self, batch_size: int) -> list[Transition]:
+        picks = self._rng.sample(range(len(self._items)), batch_size)
+        size = len(self._items)
+        # BUG: the next state is read from the following slot (thu-ml/tianshou#82)
+        return [self._items[i]._replace(next_state=self._items[(i + 1) % size].next_state) for i in picks]
+
+
 class StoresAliases(ReplayMemory):
     def push(self, state: Tensor, action: Tensor, next_state: Tensor | None, reward: Tensor) -> None:
         super().push(state, action, next_state, reward)
@@ -494,6 +502,13 @@ MUTANTS: tuple[Mutant, ...] = (
         ["check_replay_seeded_sampling"],
         "global RNG",
         make_memory=SamplesFromGlobalRng,
+    ),
+    mutant(
+        "memory_next_state_shifted",
+        "the next state is read from the following slot (thu-ml/tianshou#82)",
+        ["check_replay_cycling"],
+        "next states must stay with their transition",
+        make_memory=ReadsNextStateShifted,
     ),
     mutant(
         "greedy_argmin",

@@ -9,8 +9,8 @@ the same)::
                   "message": the full message, "duration_s"}]}
 
 ``by_design`` is true for a failed check that the implementation declares as a difference from the reference
-(`DQNAdapter.declared_differences`); its ``reason`` is then the declared one, else the message's first line. `matrix_markdown` renders
-documents as a table, one row per check and one column per implementation.
+(`DQNAdapter.declared_differences`); its ``reason`` is then the declared one, else the message's first line.
+`matrix_markdown` renders documents as a table, one row per check and one column per implementation.
 """
 
 from __future__ import annotations

@@ -182,12 +182,16 @@ def _discount_used(got: float, chosen: Tensor, best: Tensor, batch: TransitionBa
     return None
 
 
+def _bootstrap_setup(adapter: DQNAdapter) -> tuple[nn.Module, nn.Module, TransitionBatch, Tensor, Tensor]:
+    """A policy, a distinct target, the batch, Q(s, a) as the step sees it and the target's Q(s', .)."""
+    policy, target, batch = build_network(adapter), distinct_target(adapter), optimize_batch()
+    return policy, target, batch, _chosen_q(policy, batch), _values(target, batch.next_states)
+
+
 @register_check("optimize_step")
 def check_optimize_bootstraps_from_target(adapter: DQNAdapter) -> str:
     """With a target that differs from the policy, the TD targets bootstrap from max_a Q_target(s', a)."""
-    policy, target, batch = build_network(adapter), distinct_target(adapter), optimize_batch()
-    chosen = _chosen_q(policy, batch)
-    q_target = _values(target, batch.next_states)
+    policy, target, batch, chosen, q_target = _bootstrap_setup(adapter)
     q_policy = _values(policy, batch.next_states)
     from_policy = "bootstrapped from the policy network, not the target: the policy is passed or copied into the target"
     # In train mode BatchNorm normalises with the batch's statistics: those of every next state, or of the
@@ -243,9 +247,7 @@ def _discount_cause(used: dict[float, float | None]) -> str | None:
 @register_check("optimize_step")
 def check_optimize_discount(adapter: DQNAdapter) -> str:
     """The gamma passed is the discount used: checked at 0.5 and 0.97 with bootstrap values that dominate."""
-    policy0, target0, batch = build_network(adapter), distinct_target(adapter), optimize_batch()
-    chosen = _chosen_q(policy0, batch)
-    q_target = _values(target0, batch.next_states)
+    policy0, target0, batch, chosen, q_target = _bootstrap_setup(adapter)
     # The check judges the discount alone, so Double-DQN bootstrap values are as good as plain DQN's here.
     candidates = [q_target.max(dim=1).values, *_double_dqn_values(policy0, q_target, batch)]
     got, used = {}, {}
@@ -340,8 +342,7 @@ def check_optimize_gradients_clamped(adapter: DQNAdapter) -> str:
 
 @register_check("optimize_step")
 def check_optimize_no_gradient_into_target(adapter: DQNAdapter) -> str:
-    """The step changes neither the target network's parameters and buffers (it differs from the policy) nor
-    gives it gradients."""
+    """The step leaves a target that differs from the policy unchanged (parameters, buffers) and gradient-free."""
     policy, target, batch = build_network(adapter), distinct_target(adapter), optimize_batch()
     before = {name: t.detach().clone() for name, t in target.state_dict().items()}
     policy_before = {name: t.detach().clone() for name, t in policy.state_dict().items()}

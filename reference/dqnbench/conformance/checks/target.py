@@ -40,18 +40,25 @@ def _shared_storage(a: nn.Module, b: nn.Module) -> list[str]:
     return [name for name, t in b.state_dict().items() if t.numel() and t.data_ptr() in pointers]
 
 
-@register_check("make_target")
-def check_target_not_aliased(adapter: DQNAdapter) -> str:
-    """make_target returns an equal but independent copy: changing the policy afterwards leaves it alone."""
+def _new_target(adapter: DQNAdapter, policy: nn.Module) -> nn.Module:
+    """make_target(policy), which must not be the policy itself."""
     assert adapter.make_target is not None
-    policy = build_network(adapter)
-    target = invoke("make_target(policy)", adapter.make_target, policy)
+    target: nn.Module = invoke("make_target(policy)", adapter.make_target, policy)
     if target is policy:
         raise fail(
             "make_target(policy)",
             "expected a new module, got the policy network itself",
             "the target is aliased to the policy network: use copy.deepcopy(policy)",
         )
+    return target
+
+
+@register_check("make_target")
+def check_target_not_aliased(adapter: DQNAdapter) -> str:
+    """make_target returns an equal but independent copy: changing the policy afterwards leaves it alone."""
+    assert adapter.make_target is not None
+    policy = build_network(adapter)
+    target = _new_target(adapter, policy)
     difference = _first_difference(policy, target)
     if difference:
         raise fail(
@@ -82,13 +89,7 @@ def check_target_eval_mode(adapter: DQNAdapter) -> str:
     assert adapter.make_target is not None
     policy = build_network(adapter)
     require_mode_dependent_layers(adapter, policy, "the target's train/eval mode cannot matter")
-    target = invoke("make_target(policy)", adapter.make_target, policy)
-    if target is policy:
-        raise fail(
-            "make_target(policy)",
-            "expected a new module in eval mode, got the policy network itself (in train mode)",
-            "the target is aliased to the policy network: use copy.deepcopy(policy)",
-        )
+    target = _new_target(adapter, policy)
     # Inspect after each call: sync_target may switch the target to eval and hide make_target's omission.
     _require_eval_mode("make_target(policy)", target)
     if adapter.sync_target is not None:
