@@ -6,7 +6,7 @@ It adds two options to every pytest run in an environment where dqnbench is inst
     the `DQNAdapter` the conformance checks run against (default: dqnbench's reference,
     ``dqnbench.conformance.adapter:REFERENCE``; ``:object`` defaults to ``ADAPTER``). A string that does not
     resolve to an adapter is a usage error (exit 4) naming the object, what was expected and the fix; so is
-    ``--dqn-impl`` in a run that selects none of the kit's tests.
+    ``--dqn-impl`` in a run that selects no test.
 ``--conformance-json=PATH``
     write the results there (schema ``dqnbench.conformance/1``, see `SCHEMA`); an existing file is refused.
 
@@ -109,27 +109,20 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_SESSION] = session
 
 
-KIT_MODULE = "dqnbench/conformance/test_conformance.py"
 RUN_THE_KIT = "python -m pytest --pyargs dqnbench.conformance --dqn-impl={spec} (or: dqnbench check --dqn-impl={spec})"
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """--dqn-impl in a run that selects none of the kit's tests would check nothing: say how to run the kit."""
+    """--dqn-impl in a run that selects no test would end in a bare "no tests ran": say how to run the kit.
+
+    Only an empty selection is refused: other suites (dqnbench's benchmarks) read --dqn-impl too.
+    """
     spec = session.config.getoption("dqn_impl")
-    if spec and not any(_is_kit_item(item) for item in session.items) and not session.config.getoption("collectonly"):
+    if spec and not session.items and not session.config.getoption("collectonly"):
         raise pytest.UsageError(
-            f"--dqn-impl={spec} was given, but none of the conformance kit's tests is selected (not collected, or "
-            f"deselected by -k/-m), so nothing would check it; run the kit: {RUN_THE_KIT.format(spec=spec)}"
+            f"--dqn-impl={spec} was given, but no test is selected (none collected here, or -k/-m deselected "
+            f"them all), so nothing would check it; run the kit: {RUN_THE_KIT.format(spec=spec)}"
         )
-
-
-def _is_kit_item(item: pytest.Item) -> bool:
-    # Tests of the kit itself (this repository's tests) record through the fixtures too and count as the kit.
-    return (
-        str(item.path).replace("\\", "/").endswith(KIT_MODULE)
-        or "conformance_record" in getattr(item, "fixturenames", ())
-        or "dqn_adapter" in getattr(item, "fixturenames", ())
-    )
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
