@@ -6,6 +6,7 @@ skipped with the install command.
 """
 
 import importlib
+from types import ModuleType
 
 import pytest
 
@@ -13,7 +14,6 @@ from dqnbench.conformance.adapter import DQNAdapter
 from dqnbench.conformance.checks import CHECKS, CheckResult, run_all
 from dqnbench.peers import PEERS
 
-EXTRAS = {"sb3": "stable_baselines3", "torchrl": "torchrl", "tianshou": "tianshou", "cleanrl_style": "torch"}
 ACTING_IN_TRAIN_MODE = {
     # the library acts with the network in whatever mode it is in: BatchNorm acts on batch statistics and
     # moves its running statistics while acting (pytorch/tutorials#2030 discusses the same in the DQN tutorial)
@@ -43,9 +43,23 @@ FINDINGS: dict[str, dict[str, str]] = {
 }
 
 
+def _import_peer(name: str) -> ModuleType | str:
+    """The peer's module, or why it does not import here."""
+    try:
+        return importlib.import_module(f"dqnbench.peers.{name}")
+    except ModuleNotFoundError as error:
+        return f"{error.name} is not installed: pip install 'dqnbench[{name}]'"
+
+
+# Imported while the tests are collected: a library's import is heavy, and is the same for every test.
+PEER_MODULES = {name: _import_peer(name) for name in PEERS}
+
+
 def peer_adapter(name: str) -> DQNAdapter:
-    pytest.importorskip(EXTRAS[name], reason=f"{EXTRAS[name]} is not installed: pip install 'dqnbench[{name}]'")
-    adapter = importlib.import_module(f"dqnbench.peers.{name}").ADAPTER
+    module = PEER_MODULES[name]
+    if isinstance(module, str):
+        pytest.skip(module)
+    adapter = module.ADAPTER
     assert isinstance(adapter, DQNAdapter)
     return adapter
 
@@ -68,12 +82,10 @@ def test_the_cleanrl_style_dqn_differs_from_the_reference_where_it_says() -> Non
 
 def test_declared_differences_name_known_checks() -> None:
     known = {c.name for c in CHECKS}
-    for name in PEERS:
-        try:
-            adapter = importlib.import_module(f"dqnbench.peers.{name}").ADAPTER
-        except ModuleNotFoundError:
+    for name, module in PEER_MODULES.items():
+        if isinstance(module, str):
             continue
-        for difference in adapter.declared_differences:
+        for difference in module.ADAPTER.declared_differences:
             assert set(difference.checks) <= known, (name, sorted(set(difference.checks) - known))
 
 
