@@ -77,12 +77,20 @@ def _threshold_value(path: Path, where: str, value: object) -> float:
     return float(value)
 
 
-def load_thresholds(path: Path | str) -> Thresholds:
+AB_SECTION = "ab"
+"""The thresholds file's table of the A/B gate's minimum effects (`dqnbench bench ab`), beside the history's."""
+
+
+def load_thresholds(path: Path | str, section: str | None = None) -> Thresholds:
     """Read a thresholds file::
 
     default = 0.10            # relative slow-down of the median that may count as a regression
     [benchmarks]
     "screen-render" = 0.20    # fnmatch patterns over group, test name or fullname; first match wins
+    [ab]                      # the A/B gate's minimum effects (`section="ab"`), same layout
+    default = 0.05
+    [ab.benchmarks]
+    "forward-b1" = 0.08
     """
     path = Path(path)
     try:
@@ -91,16 +99,21 @@ def load_thresholds(path: Path | str) -> Thresholds:
         raise BenchFileError(path, f"cannot be read ({error.strerror or error})") from error
     except tomllib.TOMLDecodeError as error:
         raise BenchFileError(path, f"is not valid TOML ({error})") from error
-    unknown = sorted(set(data) - {"default", "benchmarks"})
+    unknown = sorted(set(data) - {"default", "benchmarks", AB_SECTION})
     if unknown:
-        raise BenchFileError(path, f"unknown keys {unknown}; expected `default` and a [benchmarks] table")
+        raise BenchFileError(path, f"unknown keys {unknown}; expected `default`, a [benchmarks] and an [ab] table")
+    where = ""
+    if section is not None:
+        data, where = data.get(section, {}), f"{section}."
+        if not isinstance(data, dict) or sorted(set(data) - {"default", "benchmarks"}):
+            raise BenchFileError(path, f"[{section}] must hold `default` and a [{section}.benchmarks] table only")
     overrides = data.get("benchmarks", {})
     if not isinstance(overrides, dict):
-        raise BenchFileError(path, "[benchmarks] must be a table of pattern = threshold")
+        raise BenchFileError(path, f"[{where}benchmarks] must be a table of pattern = threshold")
     return Thresholds(
-        default=_threshold_value(path, "default", data.get("default", DEFAULT_THRESHOLD)),
+        default=_threshold_value(path, f"{where}default", data.get("default", DEFAULT_THRESHOLD)),
         overrides=tuple(
-            (str(pattern), _threshold_value(path, f"benchmarks.{pattern!r}", value))
+            (str(pattern), _threshold_value(path, f"{where}benchmarks.{pattern!r}", value))
             for pattern, value in overrides.items()
         ),
     )
@@ -282,12 +295,8 @@ def _machine(args: argparse.Namespace) -> str | None:
     return None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m dqnbench.bench.compare",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`dqnbench bench compare`'s options."""
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"history store (default: {DEFAULT_DIR})")
     parser.add_argument(
         "--machine",
@@ -313,7 +322,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="compare runs from different machines (their timings are not comparable)",
     )
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Compare as `args` ask; the exit status (0 no regression, 1 a regression, 2 bad input)."""
 
     try:
         thresholds_file = args.thresholds or (DEFAULT_THRESHOLDS_FILE if DEFAULT_THRESHOLDS_FILE.is_file() else None)
@@ -371,6 +383,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(f"\nno regression ({len(compared)} benchmarks compared)")
     return 0
+
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="dqnbench bench compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

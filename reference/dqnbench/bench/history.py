@@ -364,10 +364,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             for path in machine_runs(args.dir, name):
                 print(path)
         return 0
+    return store_files(args.files, args.dir)
+
+
+def store_files(files: Sequence[Path], directory: Path) -> int:
+    """Store each file, saying where; the exit status (1 when any could not be stored, each named)."""
     failed = False
-    for file in args.files:
+    for file in files:
         try:
-            stored = store(file, args.dir)
+            stored = store(file, directory)
         except (BenchFileError, OSError) as error:
             print(f"error: {error}", file=sys.stderr)
             failed = True
