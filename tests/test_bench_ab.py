@@ -90,7 +90,11 @@ def test_run_passes_interleaves_and_slows_the_candidate_only() -> None:
     calls: list[tuple[str, str, float]] = []
     workers = {side: FakeWorker(side, calls) for side in ab.SIDES}
     times = ab.run_passes(
-        workers, ["a", "b"], passes=6, seconds=0.01, factor=ab.injected_factor([("a", 1.1)])  # type: ignore[arg-type]
+        workers,
+        ["a", "b"],
+        passes=6,
+        seconds=0.01,
+        factor=ab.injected_factor([("a", 1.1)]),  # type: ignore[arg-type]
     )
     assert len(calls) == 2 * 2 * (6 + ab.WARMUP_PASSES)
     assert [side for side, _, _ in calls[:4]] == ["candidate", "baseline", "baseline", "candidate"]
@@ -143,23 +147,36 @@ def test_an_injected_slowdown_scales_real_cpu_time() -> None:
     per_round = abworker.calls_per_round(_work, timer)
     # Interleaved pairs, as an A/B times them, so that the host's drift cancels in each pair's ratio.
     ratios = [
-        abworker.timed_pass(_work, per_round, 0.01, 1.5, timer) / abworker.timed_pass(_work, per_round, 0.01, 1.0, timer)
+        abworker.timed_pass(_work, per_round, 0.01, 1.5, timer)
+        / abworker.timed_pass(_work, per_round, 0.01, 1.0, timer)
         for _ in range(15)
     ]
     ratio = float(np.median(ratios))
-    assert 1.3 < ratio < 1.75, f"timed_pass(factor=1.5): slowed / plain = {ratio:.2f} (median of 15 pairs), expected 1.5"
+    assert 1.3 < ratio < 1.75, (
+        f"timed_pass(factor=1.5): slowed / plain = {ratio:.2f} (median of 15 pairs), expected 1.5"
+    )
 
 
-def test_a_dependency_change_is_refused_with_the_difference(tmp_path: Path) -> None:
-    trees = {}
-    for name, deps in (("old", '["torch>=2.4"]'), ("new", '["torch>=2.5"]')):
-        trees[name] = tmp_path / name
-        trees[name].mkdir()
-        (trees[name] / "pyproject.toml").write_text(f"[project]\nname = 'x'\ndependencies = {deps}\n")
-    baseline, candidate = (ab.Revision(name, "0" * 40, trees[name]) for name in ("old", "new"))
-    with pytest.raises(ab.ABError, match=r"revision 'new', step 'dependencies'.*torch>=2.4.*torch>=2.5"):
+def _trees(tmp_path: Path, old: str, new: str) -> tuple[ab.Revision, ab.Revision]:
+    revisions = []
+    for name, deps in (("old", old), ("new", new)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "pyproject.toml").write_text(f"[project]\nname = 'x'\ndependencies = {deps}\n")
+        revisions.append(ab.Revision(name, "0" * 40, tmp_path / name))
+    return revisions[0], revisions[1]
+
+
+def test_a_dependency_change_this_environment_cannot_serve_is_refused(tmp_path: Path) -> None:
+    baseline, candidate = _trees(tmp_path, '["pytest>=8"]', '["pytest>=8", "pytest<1"]')
+    with pytest.raises(ab.ABError, match=r"revision 'new', step 'dependencies'.*pytest<1 \(installed 9"):
         ab.check_dependencies(baseline, candidate)
-    ab.check_dependencies(baseline, baseline)
+
+
+def test_a_dependency_change_this_environment_satisfies_goes_on_with_a_note(tmp_path: Path) -> None:
+    baseline, candidate = _trees(tmp_path, '["pytest>=8"]', '["pytest>=8,<99"]')
+    note = ab.check_dependencies(baseline, candidate)
+    assert note is not None and "pytest>=8,<99" in note and "satisfies both" in note
+    assert ab.check_dependencies(baseline, baseline) is None
 
 
 def test_options_refuse_too_few_passes() -> None:

@@ -87,7 +87,9 @@ def test_same_commit_repeats_are_pooled_and_never_a_step() -> None:
     # Repeats of two commits: the step lies between them, counted over every run of each.
     runs = _history({"epsilon": [1.0] * 5 + [1.3] * 5}, commits=["old"] * 5 + ["new"] * 5)
     assert _steps(runs)[0] == [], "one point per commit: two commits are too few points for a lasting step"
-    runs = _history({"epsilon": [1.0] * 6 + [1.3] * 6}, commits=["a", "a", "b", "b", "c", "c", "d", "d", "e", "e", "f", "f"])
+    runs = _history(
+        {"epsilon": [1.0] * 6 + [1.3] * 6}, commits=["a", "a", "b", "b", "c", "c", "d", "d", "e", "e", "f", "f"]
+    )
     found, _ = _steps(runs)
     assert [(s.last_before, s.first_after, s.runs_before, s.runs_after) for s in found] == [("c", "d", 6, 6)]
 
@@ -139,7 +141,9 @@ FAST = dict.fromkeys(BENCHMARKS, 1e-3)
 SLOW = {**FAST, "alpha": 1.5e-3}
 
 
-def test_compare_never_calls_a_same_commit_pair_a_regression(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_compare_never_calls_a_same_commit_pair_a_regression(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "none.toml").write_text("default = 0.10\n")
     _store(tmp_path, _run_json(tmp_path / "a.json", "abcdef12", FAST, release="6.1", day=0),
            _run_json(tmp_path / "b.json", "abcdef12", SLOW, release="6.1", day=1))  # fmt: skip
@@ -171,7 +175,9 @@ def test_compare_judges_with_the_host_factor_divided_out(tmp_path: Path, capsys:
     assert "REGRESSION: 1 benchmark(s)" in out and "alpha" in out.split("REGRESSION")[1]
 
 
-def test_compare_history_reports_a_lasting_step_with_its_commits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_compare_history_reports_a_lasting_step_with_its_commits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "none.toml").write_text("default = 0.10\n")
     files = [
         _run_json(tmp_path / f"r{day}.json", f"{day:08x}", SLOW if day >= 4 else FAST, release="6.1", day=day)

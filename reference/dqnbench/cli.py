@@ -105,7 +105,13 @@ def _extra_commands() -> list[Callable[[Any], None]]:
     import importlib
 
     registers = []
-    for module in ("dqnbench.sweep", "dqnbench.evaluate", "dqnbench.report.cli", "dqnbench.conformance.golden", "dqnbench.bench.cli"):
+    for module in (
+        "dqnbench.sweep",
+        "dqnbench.evaluate",
+        "dqnbench.report.cli",
+        "dqnbench.conformance.golden",
+        "dqnbench.bench.cli",
+    ):
         try:
             registers.append(importlib.import_module(module).register)
         except ModuleNotFoundError as error:

@@ -7,15 +7,16 @@ benchmarks pass after pass, and in every pass times each benchmark on both sides
 which side goes first (`paired.pass_order`). A drift of the shared host then meets both sides alike, and the
 per-pass ratios candidate / baseline carry the comparison (`dqnbench.bench.paired` decides from them).
 
-One Python environment serves both revisions: this command refuses revisions whose declared dependencies
-(`pyproject.toml`: requires-python, dependencies, optional dependencies, build requirements) differ, naming the
-difference, since the environment can match only one of them.
+One Python environment serves both revisions. When their declared dependencies (`pyproject.toml`: dependencies
+and optional dependencies) differ, the run goes on only if this environment satisfies both sides' requirements
+(an optional one binds only when installed), and says so; otherwise it is refused, naming what is unmet.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fnmatch
+import importlib.metadata
 import json
 import os
 import shutil
@@ -29,6 +30,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from packaging.requirements import Requirement
 
 from dqnbench.bench import abworker
 from dqnbench.bench.compare import Thresholds
@@ -106,30 +109,53 @@ def checked_out(root: Path, specs: Sequence[str]) -> Iterator[list[Revision]]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def declared_dependencies(tree: Path) -> dict[str, Any]:
-    """What `pyproject.toml` in `tree` asks of the environment."""
-    data = tomllib.loads((tree / "pyproject.toml").read_text())
-    project = data.get("project", {})
-    return {
-        "requires-python": project.get("requires-python"),
-        "dependencies": sorted(project.get("dependencies", [])),
-        "optional-dependencies": {key: sorted(value) for key, value in project.get("optional-dependencies", {}).items()},
-        "build-system.requires": sorted(data.get("build-system", {}).get("requires", [])),
-    }
+def declared_dependencies(tree: Path) -> dict[str, list[str]]:
+    """What `pyproject.toml` in `tree` asks of the environment: requirement strings by where they are declared."""
+    project = tomllib.loads((tree / "pyproject.toml").read_text()).get("project", {})
+    declared = {"dependencies": sorted(project.get("dependencies", []))}
+    for extra, requirements in project.get("optional-dependencies", {}).items():
+        declared[f"optional-dependencies.{extra}"] = sorted(requirements)
+    return declared
 
 
-def check_dependencies(baseline: Revision, candidate: Revision) -> None:
-    """Refuse revisions whose declared dependencies differ (one environment cannot be right for both)."""
+def unmet(requirement: str, *, optional: bool) -> str | None:
+    """Why this environment does not satisfy `requirement` (an optional one only binds when installed); None if it
+    does."""
+    wanted = Requirement(requirement)
+    if wanted.marker is not None and not wanted.marker.evaluate():
+        return None
+    try:
+        installed = importlib.metadata.version(wanted.name)
+    except importlib.metadata.PackageNotFoundError:
+        return None if optional else f"{requirement} (not installed)"
+    return None if wanted.specifier.contains(installed, prereleases=True) else f"{requirement} (installed {installed})"
+
+
+def check_dependencies(baseline: Revision, candidate: Revision) -> str | None:
+    """Revisions whose declared dependencies differ share this environment only if it satisfies both; refuse them
+    otherwise (`ABError` naming what is unmet). A note on what differs, or None when nothing does."""
     before, after = declared_dependencies(baseline.tree), declared_dependencies(candidate.tree)
-    differences = [f"{key}: {before[key]!r} -> {after[key]!r}" for key in before if before[key] != after[key]]
-    if differences:
+    changed = {
+        (where, requirement)
+        for where in set(before) | set(after)
+        for requirement in set(before.get(where, [])) ^ set(after.get(where, []))
+    }
+    if not changed:
+        return None
+    problems = sorted(
+        {why for where, requirement in changed if (why := unmet(requirement, optional=where != "dependencies"))}
+    )
+    listing = "; ".join(f"{where}: {requirement}" for where, requirement in sorted(changed))
+    if problems:
         raise ABError(
             candidate.spec,
             "dependencies",
-            f"its pyproject.toml declares other dependencies than {baseline.label}'s ({'; '.join(differences)}); one "
-            "environment cannot serve both: install each revision into its own environment, store a run of each "
-            "(`dqnbench bench run` then `dqnbench bench store`) and compare them with `dqnbench bench compare`",
+            f"its pyproject.toml declares other dependencies than {baseline.label}'s ({listing}) and this "
+            f"environment does not satisfy both: {', '.join(problems)}; install each revision into its own "
+            "environment, store a run of each (`dqnbench bench run`, `dqnbench bench store`) and compare them "
+            "with `dqnbench bench compare`",
         )
+    return f"the revisions declare different dependencies ({listing}); this environment satisfies both"
 
 
 class Worker:
@@ -266,7 +292,7 @@ def parse_injection(text: str) -> tuple[str, float]:
 
 
 def injected_factor(injections: Sequence[tuple[str, float]]) -> Callable[[str], float]:
-    """The slow-down of a node id: the factor of the first matching pattern (substring, or fnmatch with * ? [), else 1."""
+    """The slow-down of a node id: the first matching pattern's factor (substring, or fnmatch with * ? [), else 1."""
 
     def factor(node: str) -> float:
         for pattern, value in injections:
@@ -386,7 +412,9 @@ def run_ab(root: Path, specs: tuple[str, str], options: Options, thresholds: Thr
     started = time.monotonic()
     loads: list[dict[str, Any]] = []
     with checked_out(root, specs) as (baseline, candidate):
-        check_dependencies(baseline, candidate)
+        note = check_dependencies(baseline, candidate)
+        if note:
+            print(f"ab: note: {note}", flush=True)
         revisions = {"baseline": baseline, "candidate": candidate}
         print(f"ab: baseline {baseline.label}, candidate {candidate.label}; setting up both workers", flush=True)
         logs = Path(tempfile.mkdtemp(prefix="dqnbench-ab-logs-"))

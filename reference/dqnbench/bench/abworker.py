@@ -17,11 +17,11 @@ answers commands, one JSON line each, on COMMAND_FD, replying on REPLY_FD:
   the elapsed time (`time.perf_counter`); `auto` takes CPU time for a benchmark on the CPU and elapsed time on
   CUDA, whose work the CPU only waits for. On a shared host, a process that gets a fifth of a core takes five
   times as long by the wall clock while its CPU time barely moves; CPU time cannot see a change that makes the
-  code wait (a sleep, a lock, I/O), which is what `wall` is for. Other processes on a shared host only ever add time to a round, so the
-  least-disturbed round is the steadiest figure of the code's own cost (the reasoning of Python's `timeit`,
-  which reports the minimum too); the median of rounds moves with how busy the host was during the pass.
-  F > 1 stretches each round by F (`--inject-slowdown`): the process spins for (F - 1)
-  times the round it just measured, so the slow-down scales with the call instead of adding a constant.
+  code wait (a sleep, a lock, I/O), which is what `wall` is for. The fastest round, not the median: other
+  processes only ever add to a round (evicted caches, a preemption), so the least-disturbed round is the
+  steadiest figure of the code's own cost (the reasoning behind Python's `timeit` reporting the minimum).
+  F > 1 stretches each round by F (`--inject-slowdown`): the process spins for (F - 1) times the round it just
+  measured, by the same clock, so the slow-down scales with the call instead of adding a constant.
 * `{"op": "quit"}`: leave the loop; pytest then tears the session down.
 
 Its first reply lists the benchmarks it holds, the ones that failed or were skipped (with why), and the
@@ -169,8 +169,8 @@ def main() -> int:
     command_fd, reply_fd, *pytest_args = sys.argv[1:]
     from pytest_benchmark.fixture import BenchmarkFixture
 
-    BenchmarkFixture.__call__ = _keep  # type: ignore[method-assign]
-    BenchmarkFixture.pedantic = _keep_pedantic  # type: ignore[method-assign]
+    BenchmarkFixture.__call__ = _keep  # type: ignore[method-assign,assignment]
+    BenchmarkFixture.pedantic = _keep_pedantic  # type: ignore[method-assign,assignment]
     replies = os.fdopen(int(reply_fd), "w", buffering=1)
 
     def reply(message: dict[str, Any]) -> None:

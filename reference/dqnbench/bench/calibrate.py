@@ -127,7 +127,7 @@ def run_condition(name: str, args: argparse.Namespace, thresholds: Thresholds) -
     content = {
         "kind": "dqnbench-ab-calibration",
         "condition": name,
-        "command": "dqnbench bench calibrate " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["bench", "calibrate"] else []),
+        "command": " ".join(["dqnbench", *sys.argv[1:]]),
         "options": {"passes": args.passes, "pass_seconds": args.pass_seconds, "keyword": args.keyword,
                     "trials": args.trials, "sessions": args.sessions, "power": list(POWER), "factors": list(FACTORS),
                     "min_effects": {"default": thresholds.default, "overrides": dict(thresholds.overrides)}},

@@ -52,7 +52,8 @@ def _ab(args: argparse.Namespace) -> int:
         )
         thresholds = _thresholds(args)
         out = args.out or history.DEFAULT_DIR / _machine_id() / "ab"
-        return ab.run_ab(Path.cwd(), (args.baseline, args.candidate), options, thresholds, out)
+        status = ab.run_ab(Path.cwd(), (args.baseline, args.candidate), options, thresholds, out)
+        return 0 if args.report_only else status
     except (ab.ABError, ValueError, history.BenchFileError) as error:
         print(f"dqnbench bench ab: error: {error}", file=sys.stderr)
         return 2
@@ -132,7 +133,7 @@ def register(subparsers: Any) -> None:
 
     run = commands.add_parser("run", help="run the benchmark suite into a JSON file, timed as the history is")
     run.add_argument("--json", type=Path, default=Path("bench.json"), help="output file (default bench.json)")
-    run.add_argument("pytest_args", nargs=argparse.REMAINDER, help="more pytest arguments, e.g. -k optimize")
+    run.add_argument("pytest_args", nargs="*", metavar="PYTEST_ARG", help="more pytest arguments, after --")
     run.set_defaults(run=_run)
 
     store = commands.add_parser("store", help="add runs to the history (summary tracked, raw rounds beside it)")
@@ -158,6 +159,12 @@ def register(subparsers: Any) -> None:
     _add_ab_arguments(gate)
     _add_threshold_argument(gate)
     gate.add_argument("--out", type=Path, help="results folder (default reports/history/<machine>/ab)")
+    gate.add_argument(
+        "--report-only",
+        action="store_true",
+        help="exit 0 whatever the verdicts (a revision that does not build or run still exits 2): for smoke runs "
+        "that check the gate works, not what it finds",
+    )
     gate.set_defaults(run=_ab)
 
     calibrating = commands.add_parser(
