@@ -46,6 +46,13 @@ ROUND_SECONDS = 0.005
 MIN_ROUNDS = 2
 
 
+CLOCKS: dict[str, Callable[[], float]] = {
+    "cpu": time.process_time,
+    "thread": time.thread_time,
+    "wall": time.perf_counter,
+}
+
+
 class Held:
     """Benchmarks held by this worker: the timed function of each, by node id."""
 
@@ -130,7 +137,7 @@ def serve(commands: Iterator[str], reply: Callable[[dict[str, Any]], None]) -> N
         timer = command.get("timer", "auto")
         if timer == "auto":
             timer = "wall" if HELD.devices[node].startswith("cuda") else "cpu"
-        clock = time.process_time if timer == "cpu" else time.perf_counter
+        clock = CLOCKS[timer]
         if node not in HELD.per_round:
             HELD.per_round[node] = calls_per_round(call, clock)
         best = timed_pass(call, HELD.per_round[node], float(command["seconds"]), float(command["factor"]), clock)

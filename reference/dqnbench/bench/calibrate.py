@@ -60,6 +60,8 @@ DEFAULT_KEYWORD = "cpu and not compiled and not graphed and not render and (refe
 per worker pair), screen rendering, and the fast path's optimisation and training steps (the slowest calls, whose
 scales the reference's already cover), to keep a calibration within the time a shared machine affords."""
 CONDITIONS = ("quiet", "busy")
+SPIN = "import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n    pass\n"
+"""The `busy` condition's load: one core kept busy."""
 DEFAULT_OUT = Path("reports/calibration")
 
 
@@ -69,7 +71,8 @@ def condition(name: str) -> Iterator[None]:
     if name == "quiet":
         yield
         return
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    # It spins only while its parent lives, so a calibration killed before its cleanup leaves no spinner behind.
+    spinner = subprocess.Popen([sys.executable, "-c", SPIN])
     try:
         yield
     finally:
