@@ -25,6 +25,7 @@ the host's mood. A history gives more to go on, and the verdict here asks for wh
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -93,7 +94,15 @@ def machine_facts(machine_info: dict[str, Any]) -> dict[str, Any]:
     return facts
 
 
+def known_commit(commit_info: dict[str, Any]) -> str | None:
+    """The commit a run recorded, when it is one (pytest-benchmark writes e.g. "unversioned" outside git)."""
+    commit = str(commit_info.get("id") or "")
+    return commit if re.fullmatch(r"[0-9a-f]{7,40}", commit) else None
+
+
 def run_point(data: dict[str, Any], name: str, commit: str) -> RunPoint:
+    """The run as the history verdict sees it; a run without a known commit is its own point (`name`)."""
+    commit = commit if known_commit(data.get("commit_info", {})) else name
     medians = {bench["fullname"]: float(bench["stats"]["median"]) for bench in data["benchmarks"]}
     return RunPoint(name, commit, machine_facts(data["machine_info"]), medians)
 

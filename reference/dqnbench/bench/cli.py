@@ -126,6 +126,14 @@ def _add_threshold_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _documented(commands: Any, name: str, doc: str | None, summary: str) -> argparse.ArgumentParser:
+    """A sub-command whose --help shows its module's docstring as written."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name, help=summary, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    return parser
+
+
 def register(subparsers: Any) -> None:
     bench = subparsers.add_parser("bench", help="benchmarks: run, store, compare, A/B gate", description=__doc__)
     bench.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -141,21 +149,11 @@ def register(subparsers: Any) -> None:
     store.add_argument("--dir", type=Path, default=history.DEFAULT_DIR, help=f"default {history.DEFAULT_DIR}")
     store.set_defaults(run=_store)
 
-    comparing = commands.add_parser(
-        "compare",
-        help="the newest stored run against the previous one (exit 1 on a regression)",
-        description=compare.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    comparing = _documented(commands, "compare", compare.__doc__, "stored runs compared (exit 1 on a regression)")
     compare.add_arguments(comparing)
     comparing.set_defaults(run=compare.run)
 
-    gate = commands.add_parser(
-        "ab",
-        help="two revisions timed interleaved; exit 1 on a regression",
-        description=ab.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    gate = _documented(commands, "ab", ab.__doc__, "two revisions timed interleaved; exit 1 on a regression")
     _add_ab_arguments(gate)
     _add_threshold_argument(gate)
     gate.add_argument("--out", type=Path, help="results folder (default reports/history/<machine>/ab)")
@@ -167,12 +165,7 @@ def register(subparsers: Any) -> None:
     )
     gate.set_defaults(run=_ab)
 
-    calibrating = commands.add_parser(
-        "calibrate",
-        help="false alarms and detection rate of `ab` on this machine",
-        description=calibrate.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    calibrating = _documented(commands, "calibrate", calibrate.__doc__, "false alarms and power of `ab` here")
     calibrate.add_arguments(calibrating)
     _add_threshold_argument(calibrating)
     calibrating.set_defaults(run=_calibrate)

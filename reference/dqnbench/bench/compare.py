@@ -347,8 +347,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _not_comparable(baseline: Run, current: Run) -> str | None:
     """Why two runs' difference cannot be a regression: the same commit, or different machine facts (a break)."""
-    commit = current.data["commit_info"].get("id")
-    if commit and baseline.data["commit_info"].get("id") == commit:
+    commit = changes.known_commit(current.data["commit_info"])
+    if commit and changes.known_commit(baseline.data["commit_info"]) == commit:
         return (
             f"same commit {current.commit}: the two runs time the same code, so their differences are the "
             "host's; nothing is judged (no regression). To test a change, compare two commits with "
