@@ -163,9 +163,14 @@ def test_store_keeps_every_run_and_never_overwrites(runs: dict[str, Path], tmp_p
 
 
 def test_stored_file_is_the_run_itself_with_machine_and_commit(runs: dict[str, Path], tmp_path: Path) -> None:
-    stored = history.store(runs["baseline"], tmp_path)
+    stored = history.store(runs["baseline"], tmp_path / "history")
     run = load_run(runs["baseline"])
-    assert gzip.decompress(stored.path.read_bytes()) == runs["baseline"].read_bytes()
+    # The store keeps the summary (every statistic but the raw rounds); the full run goes to the raw store.
+    assert json.loads(gzip.decompress(stored.path.read_bytes())) == history.summary(run.data)
+    assert all("data" in bench["stats"] for bench in run.data["benchmarks"]), "the test run must hold raw rounds"
+    full = history.raw_path(stored.path.parent, history.run_name(stored.path))
+    assert full.parent.parent == tmp_path / "history-raw", full
+    assert gzip.decompress(full.read_bytes()) == runs["baseline"].read_bytes()
     assert stored.path.parent.name == run.machine_id
     assert stored.path.name.endswith(f"-{run.commit}.json.gz")
     assert stored.path.name.startswith(f"{run.time:%Y%m%dT%H%M%S}")

@@ -17,6 +17,8 @@ from typing import Any
 
 from dqnbench.bench import ab, calibrate, compare, history
 
+AB_DIR = Path("reports/ab")
+"""Where `ab` keeps its results, per machine: beside the history, not in it (its readers expect runs only)."""
 RUN_OPTIONS = (
     "-p", "no:cacheprovider", "--benchmark-save-data", "--passes=10", "--benchmark-max-time=0.3",
     "--benchmark-min-rounds=5", "--benchmark-min-time=0.01", "--benchmark-disable-gc",
@@ -51,7 +53,7 @@ def _ab(args: argparse.Namespace) -> int:
             timer=args.timer,
         )
         thresholds = _thresholds(args)
-        out = args.out or history.DEFAULT_DIR / _machine_id() / "ab"
+        out = args.out or AB_DIR / _machine_id()
         status = ab.run_ab(Path.cwd(), (args.baseline, args.candidate), options, thresholds, out)
         return 0 if args.report_only else status
     except (ab.ABError, ValueError, history.BenchFileError) as error:
@@ -156,7 +158,7 @@ def register(subparsers: Any) -> None:
     gate = _documented(commands, "ab", ab.__doc__, "two revisions timed interleaved; exit 1 on a regression")
     _add_ab_arguments(gate)
     _add_threshold_argument(gate)
-    gate.add_argument("--out", type=Path, help="results folder (default reports/history/<machine>/ab)")
+    gate.add_argument("--out", type=Path, help=f"results folder (default {AB_DIR}/<machine>)")
     gate.add_argument(
         "--report-only",
         action="store_true",

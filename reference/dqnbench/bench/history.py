@@ -3,8 +3,9 @@
 Layout: ``<dir>/<machine id>/<UTC time of the run>-<short commit>[-dirty].json.gz``: the run's pytest-benchmark
 JSON with each benchmark's raw rounds (`stats["data"]`) left out, gzipped. Everything else stays: medians,
 quartiles, IQR, means, round counts, pass medians (`extra_info.pass_medians_s`), machine and commit facts; a
-run of the whole suite is a few KB. The raw rounds go, complete, to ``<dir>/<machine id>/raw/<same name>``,
-which git ignores (`.gitignore`): they are the large part, and the verdicts need only the summaries. Runs
+run of the whole suite is a few KB. The full run, raw rounds included, goes to ``<dir>-raw/<machine id>/<same
+name>`` (`reports/history-raw/`, git-ignored, outside the store so that readers of the store never see a run
+twice): the rounds are the large part, and the verdicts need only the summaries. Runs
 stored before summaries keep their raw rounds in git history (e.g. `git show e835409:reports/history/<machine>/
 <file>`). Run names sort chronologically, so "the newest run" and "the previous run" are the last two in a
 machine's folder. Runs from different machines live in different folders and are never compared without being
@@ -13,7 +14,7 @@ asked (see `dqnbench.bench.compare`).
     dqnbench bench store results.json [--dir reports/history]
     python -m dqnbench.bench.history list [--dir reports/history] [--machine ID]
     python -m dqnbench.bench.history pack [--dir reports/history]     # gzip runs stored as plain JSON
-    python -m dqnbench.bench.history compact [--dir reports/history]  # full runs -> summaries + raw/
+    python -m dqnbench.bench.history compact [--dir reports/history]  # full runs -> summaries + <dir>-raw/
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from typing import Any
 
 DEFAULT_DIR = Path("reports/history")
 PLAIN, PACKED = ".json", ".json.gz"
-RAW_DIR = "raw"
-"""Each machine's sub-folder of full runs, raw rounds included (git-ignored)."""
+RAW_SUFFIX = "-raw"
+"""The store `<dir>` keeps full runs, raw rounds included, in `<dir>-raw/<machine>/` (git-ignored)."""
 REQUIRED_STATS = ("median", "q1", "q3", "iqr", "rounds")
 
 
@@ -241,13 +242,18 @@ def _summary_bytes(data: dict[str, Any]) -> bytes:
 
 
 def _keep_raw(folder: Path, name: str, raw: bytes) -> None:
-    """The full run in `folder/raw/` (never replacing one already there)."""
-    (folder / RAW_DIR).mkdir(exist_ok=True)
-    _write_new(folder / RAW_DIR / f"{name}{PACKED}", _packed(raw))
+    """The full run in the raw store beside the store `folder` belongs to (never replacing one already there)."""
+    raw_path(folder, name).parent.mkdir(parents=True, exist_ok=True)
+    _write_new(raw_path(folder, name), _packed(raw))
+
+
+def raw_path(folder: Path, name: str) -> Path:
+    """Where the full run `name` of the machine folder `folder` (`<dir>/<machine>`) is kept: `<dir>-raw/<machine>/`."""
+    return folder.parent.with_name(folder.parent.name + RAW_SUFFIX) / folder.name / f"{name}{PACKED}"
 
 
 def store(path: Path | str, directory: Path | str = DEFAULT_DIR) -> Stored:
-    """Add the run in `path` to the history store as a summary, its full JSON under `raw/`; nothing is replaced."""
+    """Add the run in `path` to the history store as a summary, its full JSON to `<dir>-raw/`; nothing is replaced."""
     run = load_run(path)
     if run.quick:
         raise BenchFileError(
@@ -318,7 +324,7 @@ def _pack_one(source: Path) -> Packed:
 
 def compact(directory: Path | str = DEFAULT_DIR) -> list[Path]:
     """Turn every stored run that still holds raw rounds into its summary, in place, once its full copy is safe in
-    `raw/` (read back identical); the runs compacted. No statistic is lost: the summary keeps all but the rounds."""
+    `<dir>-raw/` (read back identical); the runs compacted. No statistic is lost: the summary keeps all but the rounds."""
     done = []
     for machine in machines(directory):
         folder = Path(directory) / machine
@@ -328,8 +334,8 @@ def compact(directory: Path | str = DEFAULT_DIR) -> list[Path]:
                 continue
             raw = read_result_bytes(path)
             _keep_raw(folder, run_name(path), raw)
-            if read_result_bytes(folder / RAW_DIR / f"{run_name(path)}{PACKED}") != raw:
-                raise BenchFileError(path, f"{RAW_DIR}/ holds another run of this name; left as it is")
+            if read_result_bytes(raw_path(folder, run_name(path))) != raw:
+                raise BenchFileError(path, f"{raw_path(folder, run_name(path))} is another run; left as it is")
             fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
             with os.fdopen(fd, "wb") as tmp:
                 tmp.write(_packed(_summary_bytes(run.data)) if path.name.endswith(PACKED) else _summary_bytes(run.data))
@@ -393,13 +399,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     list_cmd.add_argument("--machine", help="only this machine's runs")
     pack_cmd = commands.add_parser("pack", help="gzip the runs stored uncompressed, keeping each until proven equal")
     pack_cmd.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"history store (default: {DEFAULT_DIR})")
-    compact_cmd = commands.add_parser("compact", help="runs holding raw rounds -> summaries (the full runs to raw/)")
+    compact_cmd = commands.add_parser("compact", help="runs holding raw rounds -> summaries (full runs to <dir>-raw/)")
     compact_cmd.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"history store (default: {DEFAULT_DIR})")
     args = parser.parse_args(argv)
 
     if args.command == "compact":
         for path in compact(args.dir):
-            print(f"compacted: {path} (full run in {path.parent / RAW_DIR / path.name})")
+            print(f"compacted: {path} (full run in {raw_path(path.parent, run_name(path))})")
         return 0
     if args.command == "pack":
         try:
