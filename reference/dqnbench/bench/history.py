@@ -324,7 +324,7 @@ def _pack_one(source: Path) -> Packed:
 
 def compact(directory: Path | str = DEFAULT_DIR) -> list[Path]:
     """Turn every stored run that still holds raw rounds into its summary, in place, once its full copy is safe in
-    `<dir>-raw/` (read back identical); the runs compacted. No statistic is lost: the summary keeps all but the rounds."""
+    `<dir>-raw/` (read back identical); the runs compacted. The summary keeps every statistic, only not the rounds."""
     done = []
     for machine in machines(directory):
         folder = Path(directory) / machine
