@@ -3,6 +3,7 @@ single outlier, slow drift, a machine change, same-commit repeats, and a host th
 
 from __future__ import annotations
 
+import gzip
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -187,3 +188,21 @@ def test_compare_history_reports_a_lasting_step_with_its_commits(
     status, out = _compare(tmp_path, capsys, "--history")
     assert status == 1, out
     assert "REGRESSION: alpha: slower by 50.0% (host factor divided out) in 00000003..00000004" in out
+
+
+def test_compact_turns_full_runs_into_summaries_keeping_every_statistic(tmp_path: Path) -> None:
+    store = tmp_path / "history" / "m1"
+    store.mkdir(parents=True)
+    full = json.loads(_run_json(tmp_path / "a.json", "abcdef12", FAST, release="6.1", day=0).read_text())
+    for bench in full["benchmarks"]:
+        bench["stats"]["data"] = [bench["stats"]["median"]] * 50
+    run = store / "20261101T000000.000000Z-abcdef12.json.gz"
+    run.write_bytes(gzip.compress(json.dumps(full).encode()))
+
+    assert history.compact(tmp_path / "history") == [run]
+    summary = json.loads(gzip.decompress(run.read_bytes()))
+    assert summary == history.summary(full)
+    assert all("data" not in b["stats"] and b["stats"]["median"] > 0 for b in summary["benchmarks"])
+    raw = tmp_path / "history-raw" / "m1" / run.name
+    assert json.loads(gzip.decompress(raw.read_bytes())) == full, "the raw rounds must survive, beside the store"
+    assert history.compact(tmp_path / "history") == [], "a summary is not compacted again"
