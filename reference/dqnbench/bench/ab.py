@@ -38,6 +38,8 @@ from dqnbench.bench.compare import Thresholds
 from dqnbench.bench.paired import ABVerdict, Decision, decide, pass_order
 
 SIDES = ("baseline", "candidate")
+INSTALLED_SOURCE = Path(abworker.__file__).resolve().parents[2]
+"""The `reference/` folder this dqnbench is imported from."""
 WORKTREE = "worktree"
 """The CANDIDATE that means the working tree as it is, uncommitted changes included (the default)."""
 DEFAULT_PASSES = 20
@@ -166,7 +168,11 @@ class Worker:
         command_read, command_write = os.pipe()
         reply_read, reply_write = os.pipe()
         env = {**os.environ, **WORKER_ENV}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(revision.tree / "reference"), env.get("PYTHONPATH")]))
+        source = (revision.tree / "reference").resolve()
+        # The installed tree is importable already; put on PYTHONPATH, a stale *.egg-info beside its sources (an
+        # old build) would shadow the installed metadata, and with it the implementations' entry points.
+        if source != INSTALLED_SOURCE:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source), env.get("PYTHONPATH")]))
         with log.open("wb") as output:
             self.process = subprocess.Popen(
                 [sys.executable, abworker.__file__, str(command_read), str(reply_write), *pytest_args],
