@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dqnbench.cli import main
-from dqnbench.sweep import (
+from dqnbench.sweep_summary import (
     bootstrap_ci,
     interquartile_mean,
     read_durations,
@@ -121,7 +121,7 @@ def test_sweep_summary_of_a_folder_without_seeds_says_how_to_make_one(tmp_path, 
     assert "no seed<N> folders" in capsys.readouterr().err
 
 
-TINY = ["--episodes", "1", "--batch-size", "4", "--learning-starts", "4", "--device", "cpu"]
+TINY = ["--episodes", "1", "--batch-size", "4", "--learning-starts", "4", "--device", "cpu", "--eval-episodes", "3"]
 
 
 def test_sweep_trains_each_seed_into_its_folder_and_summarises(tmp_path, capsys):
@@ -193,7 +193,7 @@ def test_a_seed_that_fails_in_its_worker_is_named_with_its_exit_code(tmp_path, c
     args = ["sweep", "--seeds", "5", "6", "--jobs", "2", "--threads", "1", *TINY, "--env-id", "NoSuchEnv-v0"]
     assert main([*args, "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "2 of 2 seeds failed: seed 5 (exit code 1), seed 6 (exit code 1)" in err, err
+    assert "2 of 2 seeds failed (seed 5: exit code 1; seed 6: exit code 1)" in err, err
 
 
 def test_ctrl_c_stops_the_sweep_keeps_what_ran_and_summarises_it(tmp_path, monkeypatch, capsys):
