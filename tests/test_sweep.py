@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from dqnbench.cli import main
+from dqnbench.evaluate import evaluate
 from dqnbench.sweep_summary import (
     bootstrap_ci,
     interquartile_mean,
@@ -133,7 +134,17 @@ def test_sweep_trains_each_seed_into_its_folder_and_summarises(tmp_path, capsys)
         assert len(read_durations(out / f"seed{seed}" / "durations.csv")[0]) == 1
     summary = json.loads((out / "summary.json").read_text())
     assert [s["seed"] for s in summary["seeds"]] == [4, 7]
-    assert summary["interrupted"] is False
+    assert summary["interrupted"] is False and summary["failed"] == []
+    for seed_summary in summary["seeds"]:
+        run = out / f"seed{seed_summary['seed']}"
+        again = evaluate(run, episodes=3, eps=0.0)  # the final policy, played again independently
+        recorded = json.loads((run / "evaluation.json").read_text())
+        assert recorded["durations"] == again.durations, f"{run}: evaluation.json is not the final policy's play"
+        assert seed_summary["final_eval_mean"] == pytest.approx(again.mean_duration)
+        assert seed_summary["eval_episodes"] == 3
+    evals = [s["final_eval_mean"] for s in summary["seeds"]]
+    assert summary["evaluated"] == 2
+    assert summary["iqm_final_eval_mean"] == pytest.approx(interquartile_mean(evals))
     assert "seed" not in summary["config"] and summary["config"]["batch_size"] == 4
     assert (out / "curves.png").read_bytes().startswith(b"\x89PNG")
     assert "IQM of final means across 2 seeds" in capsys.readouterr().out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -48,6 +49,7 @@ def evaluate_seed(run: Path, episodes: int) -> dict[str, Any]:
         "min": min(result.durations),
         "max": max(result.durations),
         "endings": dict(result.endings),
+        "mean_max_q": None if math.isnan(result.mean_max_q) else result.mean_max_q,
         "durations": result.durations,
     }
     atomic_write_text(run / "evaluation.json", json.dumps(record, indent=2) + "\n")
