@@ -68,7 +68,7 @@ def bench_document(
                 "torch_threads": 4,
                 "cpu_count": 4,
             },
-        },  # fmt: skip
+        },
         "commit_info": {"id": commit, "dirty": False},
         "benchmarks": benchmarks,
         "datetime": when,

@@ -16,6 +16,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+from dqnbench.bench.compare import Thresholds
+from dqnbench.config import SEED_CONFIG, TUNED_CONFIG
+from dqnbench.report import ReportInputError, load_inputs
+from dqnbench.report.analysis import bootstrap_interval, comparisons, natural_key, thresholds
+from dqnbench.report.learning import role, summary
+from dqnbench.report.verdicts import BREAK, SAME_COMMIT, history
 from report_support import (
     bench_document,
     conformance_document,
@@ -24,13 +31,6 @@ from report_support import (
     write_json,
     write_sweep,
 )
-
-from dqnbench.bench.compare import Thresholds
-from dqnbench.config import SEED_CONFIG, TUNED_CONFIG
-from dqnbench.report import ReportInputError, load_inputs
-from dqnbench.report.analysis import bootstrap_interval, comparisons, natural_key, thresholds
-from dqnbench.report.learning import role, summary
-from dqnbench.report.verdicts import BREAK, SAME_COMMIT, history
 
 # ---- inputs --------------------------------------------------------------------------------------------------
 
@@ -264,7 +264,7 @@ def test_runs_of_the_newest_commit_pool_their_passes_and_older_commits_do_not_co
             passes(1e-3, 0.02, 3, seed=9 + i),
             commit="2" * 40,
             when=f"2026-11-20T1{i}:00:00+00:00",
-        )  # fmt: skip
+        )
         for i in range(2)
     ]
     row = comparisons(load_inputs(paths).benchmarks, "impl").iloc[0]

@@ -20,6 +20,10 @@ DEFAULT_OUT = Path("build/reports")
 """Built reports are outputs, not results: they go to a git-ignored folder (`build/` is in .gitignore)."""
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def default_name() -> str:
     return "report-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
@@ -54,9 +58,9 @@ def build_report(
     say(f"reading {', '.join(map(str, paths))}")
     inputs = load_inputs(paths)
     say(
-        f"read {len(inputs.files)} files: {inputs.benchmarks['source'].nunique()} benchmark runs, "
-        f"{inputs.training['source'].nunique()} training curves, {inputs.conformance['source'].nunique()} "
-        "conformance results; computing"
+        f"read {_count(len(inputs.files), 'file')}: {_count(inputs.benchmarks['source'].nunique(), 'benchmark run')}, "
+        f"{_count(inputs.training['source'].nunique(), 'training curve')}, "
+        f"{_count(inputs.conformance['source'].nunique(), 'conformance result')}; computing"
     )
     sections = build_sections(inputs, threshold=threshold, window=window, limits=thresholds(thresholds_file))
     title = f"dqnbench report: {name}"

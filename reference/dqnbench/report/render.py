@@ -15,7 +15,7 @@ body { font-family: Georgia, 'DejaVu Serif', serif; max-width: 62rem; margin: 2r
 h1, h2, h3 { font-family: 'DejaVu Sans', Arial, sans-serif; }
 h2 { border-bottom: 1px solid #ccc; padding-bottom: .2rem; margin-top: 2.2rem; }
 figure { margin: 1.2rem 0; }
-figure img { max-width: 100%; height: auto; border: 1px solid #eee; display: block; }
+figure img { max-width: 100%; height: auto; border: 1px solid #eee; display: block; box-sizing: border-box; }
 #summary { background: #f7f7f2; border: 1px solid #ddd; padding: .4rem 1rem .6rem; }
 #summary h2 { margin-top: .4rem; }
 #summary li { margin: .15rem 0; }
@@ -97,7 +97,7 @@ def html_table(table: Table) -> str:
 def html_figure(figure: NumberedFigure) -> str:
     # Linked, not inlined: the page stays small and loads its figures as it scrolls.
     return (
-        f'<figure id="figure-{figure.number}"><img src="{figure.figure.stem}.png" loading="lazy" '
+        f'<figure id="figure-{figure.number}"><img src="{figure.figure.stem}.png" '
         f'alt="{html.escape(figure.figure.alt)}"><figcaption><b>Figure {figure.number}.</b> '
         f'{_inline(figure.caption)} (<a href="{figure.figure.stem}.svg">SVG</a>, '
         f'<a href="{figure.figure.stem}.png">PNG</a>)</figcaption></figure>'

@@ -10,6 +10,7 @@ the benchmark's threshold *and* interquartile ranges apart), except that
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pandas as pd
@@ -98,7 +99,9 @@ class NewestVerdict:
         return f"no regression against {self.baseline_commit[:7]} ({benchmarks} compared)"
 
 
-def newest_verdicts(trend: pd.DataFrame, runs: pd.DataFrame, label: dict[tuple[str, ...], str]) -> list[NewestVerdict]:
+def newest_verdicts(
+    trend: pd.DataFrame, runs: pd.DataFrame, label: Mapping[tuple[str, str, str], str]
+) -> list[NewestVerdict]:
     """Per machine: each benchmark's newest measurement at the machine's newest commit against its newest
     measurement at the commit measured before it (`history` rows)."""
     out = []
