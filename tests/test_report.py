@@ -251,7 +251,7 @@ def test_distinguishable_and_matters_are_separate(tmp_path: Path) -> None:
     assert (large_unsure["distinguishable"], large_unsure["matters"]) == (False, True)
     single = _pair_run(tmp_path, "single.json", [2e-3], [1e-3])
     text = results_text([single])
-    assert "2.00× (no interval: 1 run)" in text and "op: 2.00× (-)" in text
+    assert "2.00× (no interval: 1 run)" in text and "op 2.00× (-)" in text
 
 
 def test_runs_of_the_newest_commit_pool_their_passes_and_older_commits_do_not_count(tmp_path: Path) -> None:
@@ -281,7 +281,7 @@ def test_cuda_and_cpu_runs_made_apart_are_compared_without_an_interval(tmp_path:
     row = comparisons(load_inputs([cpu, cuda]).benchmarks, "device").iloc[0]
     assert (round(row["ratio"], 6), row["unit"], bool(np.isnan(row["low"]))) == (30.0, "separate runs", True)
     text = results_text([cpu, cuda])
-    assert "CUDA (H1) against the CPU (Test CPU, 4 cores), both of lab-1-" in text
+    assert re.search(r"\*\*CUDA vs CPU\*\* \(lab-1-\w+: H1 against Test CPU, 4 cores\)", text), text
     assert "30.0× (-)" in text
 
 
@@ -340,7 +340,7 @@ def test_history_prose_states_the_newest_verdict_and_what_was_not_counted(tmp_pa
     assert "showed no regression against 2222222 (1 benchmark compared)" in clean
     assert "1 further such differences occurred between runs of one commit" in clean
     assert "showed 1 of 1 benchmark slower than at 2222222: op (reference, cpu)" in slowed
-    assert re.search(r"Newest run on lab-1-\w+ \(commit 3333333\): 1 of 1 benchmark slower", slowed)
+    assert re.search(r"\*\*Regressions\*\* \(lab-1-\w+, newest run, commit 3333333\): 1 of 1 benchmark slower", slowed)
     assert "The machine changed 1 time" in moved
     assert "not compared with 2222222: the machine changed (kernel x → y)" in moved
 
@@ -363,9 +363,11 @@ def test_implementation_prose_changes_with_the_data(tmp_path: Path) -> None:
     equal = results_text([_pair_run(tmp_path, "e.json", passes(1e-3, 0.05, seed=1), passes(1e-3, 0.05, seed=2))])
     slower = results_text([_pair_run(tmp_path, "s.json", passes(1e-3, seed=1), passes(3e-3, seed=2))])
     assert re.search(r"The interval excluded 1 in 1 of them \(1 faster, 0 slower\), and 1 of those lay beyond", faster)
-    assert re.search(r"fast against reference, CPU of lab-1-\w+: op: 4\.0\d× \(3\.\d+–4\.\d+\)", faster), faster
+    assert re.search(
+        r"\*\*Fast vs reference\*\* \(CPU, lab-1-\w+, commit aaaaaaa\): op 4\.0\d× \(3\.\d+–4\.\d+\)", faster
+    )
     assert "The interval excluded 1 in 0 of them" in equal
-    assert re.search(r"op: 0\.33\d× \(0\.3\d+–0\.3\d+\)", slower), slower
+    assert re.search(r"op 0\.33\d× \(0\.3\d+–0\.3\d+\)", slower), slower
     assert "(0 faster, 1 slower)" in slower
 
 

@@ -169,7 +169,7 @@ def test_the_report_of_the_stored_results_states_the_numbers_they_hold(tmp_path:
     summary = markdown.split("## Results")[0]
     ratios = _newest_commit_ratios(machine, "screen_render", "cpu")
     assert len(ratios) >= 3
-    assert f"screen render: {float(np.median(ratios)):#.3g}×" in summary, summary
+    assert f"screen render {float(np.median(ratios)):#.3g}×" in summary, summary
     # Learning: the current tuned configuration's seeds, each final mean at its own end.
     finals = []
     for csv in sorted((stored / "learning").glob("*/seed*/durations.csv")):

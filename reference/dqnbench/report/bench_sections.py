@@ -7,6 +7,7 @@ for the summary at the top of the report.
 from __future__ import annotations
 
 import functools
+import re
 
 import pandas as pd
 
@@ -114,7 +115,7 @@ def implementation_section(
             else f"The implementations {listing(impls)} were never measured in the same run on one machine, so "
             "they could not be compared."
         )
-        section.lines.append(("Fast against reference: not measured side by side.", section.anchor))
+        section.lines.append(("**Fast vs reference**: not measured side by side.", section.anchor))
         return section
     baseline = str(table["baseline"].iloc[0])
     labels = _forest_labels(table, "candidate", "fast")
@@ -150,12 +151,18 @@ def implementation_section(
         where = f"On the {str(device).upper()} of {names.get(str(machine), machine)}"
         section.paragraphs.append(_facet_paragraph(rows, labels, "each implementation", f"the {baseline}", where))
         main = rows[rows["candidate"] == ("fast" if "fast" in set(rows["candidate"]) else rows["candidate"].iloc[0])]
-        parts = [f"{pretty(str(r['operation']))}: {_short(as_ratio(r))}" for _, r in main.iterrows()]
+        parts = [f"{compact(str(r['operation']))} {_short(as_ratio(r))}" for _, r in main.iterrows()]
         section.lines.append((
-            f"{main['candidate'].iloc[0]} against {baseline}, {str(device).upper()} of {machine}: {'; '.join(parts)}.",
+            f"**{main['candidate'].iloc[0].capitalize()} vs {baseline}** ({str(device).upper()}, {machine}, commit "
+            f"{str(rows['commit'].iloc[0])[:7]}): {'; '.join(parts)}.",
             section.anchor,
         ))  # fmt: skip
     return section
+
+
+def compact(operation: str) -> str:
+    """ "forward (batch 1)": an operation's name as short as a summary line needs it."""
+    return re.sub(r", batch size (\d+)", r" (batch \1)", pretty(operation))
 
 
 def _short(ratio: analysis.Ratio) -> str:
@@ -181,7 +188,7 @@ def device_section(bench: pd.DataFrame, runs: pd.DataFrame, numbering: Numbering
             f"{listing(sorted(bench['machine'].unique()))}), so CPU and CUDA could not be compared; a benchmark run "
             "on a machine with a GPU (`tox -e bench` there) supplies them."
         )
-        section.lines.append(("CUDA against CPU: no CUDA run was stored.", section.anchor))
+        section.lines.append(("**CUDA vs CPU**: no CUDA run was stored.", section.anchor))
         return section
     labels = _forest_labels(table, "impl", "")
     fig_no, tab_no = numbering.figure(), numbering.table()
@@ -212,9 +219,9 @@ def device_section(bench: pd.DataFrame, runs: pd.DataFrame, numbering: Numbering
         )
         best, worst = rows.loc[rows["ratio"].idxmax()], rows.loc[rows["ratio"].idxmin()]
         section.lines.append((
-            f"CUDA ({gpu}) against the CPU ({cpu}), both of {machine}: from {_short(as_ratio(worst))} for "
+            f"**CUDA vs CPU** ({machine}: {gpu} against {cpu}): from {_short(as_ratio(worst))} for "
             f"{labels[worst.name]} to {_short(as_ratio(best))} for {labels[best.name]}, over "
-            f"{count(len(rows), 'operation')}.",
+            f"{count(len(rows), 'comparison')}.",
             section.anchor,
         ))  # fmt: skip
     return section
@@ -253,7 +260,7 @@ def history_section(bench: pd.DataFrame, runs: pd.DataFrame, numbering: Numberin
             f"Every benchmark was measured in a single run ({count(bench['source'].nunique(), 'file')} read), so "
             "no trend could be drawn; each `tox -e bench` adds a run to the history store (reports/history)."
         )
-        section.lines.append(("Regressions: a single run per benchmark, nothing to compare.", section.anchor))
+        section.lines.append(("**Regressions**: a single run per benchmark, nothing to compare.", section.anchor))
         return section
     commits, breaks = _machine_commits(trend, runs)
     fig_no, tab_no = numbering.figure(), numbering.table()
@@ -327,7 +334,10 @@ def history_section(bench: pd.DataFrame, runs: pd.DataFrame, numbering: Numberin
             + ". A single run against a single run is weak evidence; the A/B gate (`tox -e compare`) repeats both."
         )
         section.lines.append(
-            (f"Newest run on {verdict.machine} (commit {verdict.commit[:7]}): {verdict.text}.", section.anchor)
+            (
+                f"**Regressions** ({verdict.machine}, newest run, commit {verdict.commit[:7]}): {verdict.text}.",
+                section.anchor,
+            )
         )
     return section
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dqnbench.report.prose import NumberedFigure, Section, Table
 
 _CODE = re.compile(r"`([^`]+)`")
+_BOLD = re.compile(r"\*\*([^*]+)\*\*")
 _STYLE = """
 body { font-family: Georgia, 'DejaVu Serif', serif; max-width: 62rem; margin: 2rem auto; padding: 0 1rem;
        line-height: 1.5; color: #222; }
@@ -24,6 +25,7 @@ figcaption, caption { font-size: .92rem; color: #444; text-align: left; margin: 
 table { border-collapse: collapse; font-size: .9rem; margin: 1rem 0; }
 th, td { border-bottom: 1px solid #ddd; padding: .25rem .6rem; text-align: left; vertical-align: top; }
 td { white-space: pre-wrap; }
+td:first-child { white-space: nowrap; }
 th { background: #f4f4f4; }
 code { font-size: .9em; background: #f4f4f4; padding: 0 .2em; }
 """
@@ -81,7 +83,7 @@ def to_markdown(title: str, sections: Sequence[Section]) -> str:
 
 
 def _inline(text: str) -> str:
-    return _CODE.sub(r"<code>\1</code>", html.escape(text))
+    return _BOLD.sub(r"<b>\1</b>", _CODE.sub(r"<code>\1</code>", html.escape(text)))
 
 
 def html_table(table: Table) -> str:

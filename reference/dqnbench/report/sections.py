@@ -141,19 +141,25 @@ def learning_section(inputs: Inputs, numbering: Numbering, threshold: float, win
         )
         section.paragraphs.append(text)
         section.lines.append((
-            f"Learning, current tuned configuration (`{row['sweep']}`): {reached} of {row['seeds']} seeds reached "
+            f"**Learning** (current tuned configuration, `{row['sweep']}`): {reached} of {row['seeds']} seeds reached "
             f"{threshold:g}; final {window}-episode mean IQM {_iqm_text(row)}; greedy evaluation: {_evaluation(row)}.",
             section.anchor,
         ))  # fmt: skip
         twins = current.iloc[1:]
         if len(twins):
             section.paragraphs.append(
-                f"{count(len(twins), 'other folder')} ({listing([f'`{s}`' for s in twins['sweep']])}) held the same "
-                f"settings with other budgets; Table {tab_no} lists them."
+                " ".join(
+                    f"`{t['sweep']}` held the same settings with a budget of up to {_steps(t['max_steps'])} steps "
+                    f"({count(int(t['seeds']), 'seed')}): {t['reached']} of {t['seeds']} reached the threshold, and "
+                    f"the final means ranged from {_one(t['min_final'])} to {_one(t['max_final'])}."
+                    for _, t in twins.iterrows()
+                )
+                + " Final means therefore depend on where a run stops, and a run that reached the threshold "
+                "did not necessarily stay there."
             )
     else:
         section.paragraphs.append("None of the stored configurations equals the current tuned configuration.")
-        section.lines.append(("Learning: no stored run of the current tuned configuration.", section.anchor))
+        section.lines.append(("**Learning**: no stored run of the current tuned configuration.", section.anchor))
     seed = table[(table["role"] == learning.CURRENT) & (table["named"] == "seed")]
     if len(seed) and len(current):
         s, c = seed.iloc[0], current.iloc[0]
@@ -217,7 +223,7 @@ def conformance_section(conformance: pd.DataFrame, numbering: Numbering) -> Sect
         f"{count(len(matrix.columns), 'implementation')}: {listing(tallies)}. A skipped check is a part the "
         "implementation does not supply, or one the check cannot apply to."
     )
-    section.lines.append((f"Conformance: {'; '.join(tallies)}.", section.anchor))
+    section.lines.append((f"**Conformance**: {'; '.join(tallies)}.", section.anchor))
     failures = newest[newest["outcome"] == "failed"]
     if len(failures):
         tab_no = numbering.table()
