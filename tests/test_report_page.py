@@ -265,6 +265,17 @@ def console_errors(stderr: str) -> list[str]:
 def test_html_report_renders_with_the_summary_on_the_first_screen(full_inputs: list[Path], tmp_path: Path) -> None:
     binary = chromium_or_skip()
     folder = build_report(full_inputs, out_root=tmp_path / "reports", name="browser")
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    screenshot = ARTEFACTS / "report-top.png"
+    shot = run_chromium(
+        binary, tmp_path / "profile-shot", "--window-size=1400,1000", f"--screenshot={screenshot}",
+        (folder / "index.html").as_uri(),
+    )  # fmt: skip
+    assert shot.returncode == 0 and screenshot.is_file(), f"no screenshot: {shot.stderr[-2000:]}"
+    assert console_errors(shot.stderr) == []
+    # A blank page compresses to a few kB; a page of text and tables does not.
+    assert screenshot.stat().st_size > 20_000, f"screenshot {screenshot} is only {screenshot.stat().st_size} bytes"
+    print(f"screenshot of the top of the report: {screenshot}")
     probed = folder / "probed.html"  # beside the figures, which the page links
     probed.write_text((folder / "index.html").read_text().replace("<head>", "<head>" + PROBE, 1))
 
@@ -284,15 +295,3 @@ def test_html_report_renders_with_the_summary_on_the_first_screen(full_inputs: l
     assert probe["width"] == 1400, probe
     assert probe["summaryTop"] is not None and probe["summaryTop"] < 1000, f"summary starts at {probe['summaryTop']} px"
     assert probe["overflowing"] == [] and probe["pageWidth"] <= probe["width"], probe
-
-    ARTEFACTS.mkdir(parents=True, exist_ok=True)
-    screenshot = ARTEFACTS / "report-top.png"
-    shot = run_chromium(
-        binary, tmp_path / "profile-shot", "--window-size=1400,1000", f"--screenshot={screenshot}",
-        (folder / "index.html").as_uri(),
-    )  # fmt: skip
-    assert shot.returncode == 0 and screenshot.is_file(), f"no screenshot: {shot.stderr[-2000:]}"
-    assert console_errors(shot.stderr) == []
-    # A blank page compresses to a few kB; a page of text and tables does not.
-    assert screenshot.stat().st_size > 20_000, f"screenshot {screenshot} is only {screenshot.stat().st_size} bytes"
-    print(f"screenshot of the top of the report: {screenshot}")
