@@ -10,6 +10,7 @@ import functools
 import re
 
 import pandas as pd
+from scipy import stats
 
 from dqnbench.bench.compare import Thresholds
 from dqnbench.report import analysis, figures, verdicts
@@ -26,20 +27,10 @@ from dqnbench.report.prose import (
     label,
     listing,
     matters_cell,
+    percent,
     ratio_interval,
+    values_text,
 )
-
-
-def machine_names(runs: pd.DataFrame) -> dict[str, str]:
-    """'vm-25070fd4 (NVIDIA H200)' or 'vm-0bd6b127 (Intel Xeon Processor, no GPU)': the id the store uses, and
-    the hardware a reader recognises."""
-    names = {}
-    for machine, rows in runs.sort_values("datetime", kind="stable").groupby("machine"):
-        newest = rows.iloc[-1]
-        gpus = str(newest["gpus"])
-        what = gpus.split(" × ", 1)[-1] if gpus not in ("none", "not recorded") else str(newest["cpu_model"])
-        names[str(machine)] = f"{machine} ({clean(what)})"
-    return names
 
 
 def clean(text: str) -> str:
@@ -66,7 +57,8 @@ def _comparison_table(number: int, table: pd.DataFrame, labels: pd.Series, kind:
             str(r["machine"]), str(r[column]), labels[index],
             f"{r['baseline']}: {base_time}" if kind == "impl" else base_time,
             f"{r['candidate']}: {cand_time}" if kind == "impl" else cand_time,
-            interval_cell(ratio), f"{r['values']} {r['unit']}", distinguishable_cell(ratio), matters_cell(ratio),
+            interval_cell(ratio), values_text(int(r["values"]), str(r["unit"])), distinguishable_cell(ratio),
+            matters_cell(ratio),
         ])  # fmt: skip
     return Table(
         number,
@@ -119,7 +111,6 @@ def implementation_section(
         return section
     baseline = str(table["baseline"].iloc[0])
     labels = _forest_labels(table, "candidate", "fast")
-    names = machine_names(runs)
     fig_no, tab_no = numbering.figure(), numbering.table()
     section.figures.append(
         NumberedFigure(
@@ -147,8 +138,15 @@ def implementation_section(
         "timed both implementations within minutes), so it describes how the ratio varied across the run, not "
         "across the rounds of one pass."
     )
+    facts = runs.sort_values("datetime").groupby("machine").last()
     for (machine, device), rows in table.groupby(["machine", "device"], sort=False):
-        where = f"On the {str(device).upper()} of {names.get(str(machine), machine)}"
+        fact = facts.loc[machine] if machine in facts.index else None
+        hardware = (
+            "not recorded" if fact is None
+            else clean(str(fact["gpus"]).split(" × ", 1)[-1]) if device == "cuda"
+            else clean(str(fact["cpu_model"]))
+        )  # fmt: skip
+        where = f"On the {'GPU' if device == 'cuda' else 'CPU'} of {machine} ({hardware})"
         section.paragraphs.append(_facet_paragraph(rows, labels, "each implementation", f"the {baseline}", where))
         main = rows[rows["candidate"] == ("fast" if "fast" in set(rows["candidate"]) else rows["candidate"].iloc[0])]
         parts = [f"{compact(str(r['operation']))} {_short(as_ratio(r))}" for _, r in main.iterrows()]
@@ -210,13 +208,8 @@ def device_section(bench: pd.DataFrame, runs: pd.DataFrame, numbering: Numbering
         fact = facts.loc[machine] if machine in facts.index else None
         gpu = clean(str(fact["gpus"]).split(" × ", 1)[-1]) if fact is not None else "not recorded"
         cpu = f"{clean(fact['cpu_model'])}, {fact['cores']} cores" if fact is not None else "not recorded"
-        where = f"On {machine}, with an {gpu} GPU and an {cpu} CPU"
-        section.paragraphs.append(
-            _facet_paragraph(rows, labels, "CUDA", "the CPU", where)
-            + " As Figure "
-            + f"{fig_no} shows, the operations that move little data per call gained least from the GPU, which is "
-            "what a per-call launch and transfer cost would produce."
-        )
+        where = f"On {machine} (GPU: {gpu}; CPU: {cpu})"
+        section.paragraphs.append(_facet_paragraph(rows, labels, "CUDA", "the CPU", where) + _size_trend(rows, fig_no))
         best, worst = rows.loc[rows["ratio"].idxmax()], rows.loc[rows["ratio"].idxmin()]
         section.lines.append((
             f"**CUDA vs CPU** ({machine}: {gpu} against {cpu}): from {_short(as_ratio(worst))} for "
@@ -225,6 +218,20 @@ def device_section(bench: pd.DataFrame, runs: pd.DataFrame, numbering: Numbering
             section.anchor,
         ))  # fmt: skip
     return section
+
+
+def _size_trend(rows: pd.DataFrame, fig_no: int) -> str:
+    """A hedged sentence when the speed-up rose with the CPU time per call (a fixed per-call cost on the GPU would
+    do that), and nothing otherwise."""
+    if len(rows) < 5:
+        return ""
+    rho = float(stats.spearmanr(rows["base_median"], rows["ratio"]).statistic)
+    if rho < 0.5:
+        return ""
+    return (
+        f" As Figure {fig_no} shows, the speed-up tended to rise with the CPU time per call (Spearman ρ = {rho:.2f}), "
+        "which suggests a roughly fixed per-call cost on the GPU side (launches and transfers)."
+    )
 
 
 def _history_frame(bench: pd.DataFrame, runs: pd.DataFrame, limits: Thresholds) -> pd.DataFrame:
@@ -314,14 +321,22 @@ def history_section(bench: pd.DataFrame, runs: pd.DataFrame, numbering: Numberin
         )
         same = int(changes.get(verdicts.SAME_COMMIT, 0))
         text += (
-            f"; {same} further such differences occurred between runs of one commit and were not counted"
+            f"; {count(same, 'further such difference')} occurred between runs of one commit and "
+            f"{'was' if same == 1 else 'were'} not counted"
             if same
             else ""
         )
+        up, down = int(changes.get("regression", 0)), int(changes.get("improvement", 0))
+        if min(up, down) >= 3 and abs(up - down) <= max(1, 0.2 * max(up, down)):
+            text += (
+                ". Nearly as many medians fell as rose, which suggests that most of these changes reflect the "
+                "host's varying speed rather than the code"
+            )
         cuts = breaks.get(str(machine), [])
+        times_changed = "once" if len(cuts) == 1 else f"{len(cuts)} times"
         text += (
-            f". The machine changed {count(len(cuts), 'time')} (Figure {fig_no}, dashed), so the comparisons "
-            "across those points were not made."
+            f". The machine changed {times_changed} (Figure {fig_no}, dashed lines), and runs on either side of a "
+            "change were not compared."
             if cuts
             else "."
         )
@@ -376,9 +391,9 @@ def passes_section(bench: pd.DataFrame, numbering: Numbering) -> Section:
             f"The newest run timed in passes on {machine} ({run['datetime'].iloc[0]:%Y-%m-%d %H:%M} UTC, commit "
             f"{str(run['commit'].iloc[0])[:7]}) went over its "
             f"{count(run[['operation', 'device', 'impl']].drop_duplicates().shape[0], 'benchmark')} {passes} times "
-            f"(Figure {fig_no}). Over the benchmarks, the median pass ran from {common.min():+.1%} (pass "
-            f"{int(common.idxmin())}) to {common.max():+.1%} (pass {int(common.idxmax())}) of the run's medians; "
-            f"the largest single deviation was {worst['relative'] - 1:+.1%}, {pretty(str(worst['operation']))} "
+            f"(Figure {fig_no}). Over the benchmarks, the median pass ran from {percent(common.min())} (pass "
+            f"{int(common.idxmin())}) to {percent(common.max())} (pass {int(common.idxmax())}) of the run's medians; "
+            f"the largest single deviation was {percent(worst['relative'] - 1)}, {pretty(str(worst['operation']))} "
             f"({worst['impl']}, {worst['device']}) in pass {int(worst['pass'])}. A pass in which most benchmarks "
             "were slower at once suggests that the machine, rather than the code, changed speed."
         )

@@ -91,11 +91,13 @@ def ratio_interval(ratio: Ratio) -> str:
     """ "1.17× (95% CI 1.14–1.28)", or "1.18× (no interval: 1 run)" below three values."""
     if ratio.has_interval:
         return f"{times(ratio.value)} (95% CI {significant(ratio.low)}–{significant(ratio.high)})"
-    return f"{times(ratio.value)} (no interval: {count(ratio.values, _unit_noun(ratio.unit))})"
+    return f"{times(ratio.value)} (no interval: {values_text(ratio.values, ratio.unit)})"
 
 
-def _unit_noun(unit: str) -> str:
-    return {"passes": "pass", "runs": "run", "separate runs": "run"}.get(unit, unit)
+def values_text(n: int, unit: str) -> str:
+    """ "10 passes", "1 run", "2 separate runs"."""
+    noun = {"passes": "pass", "runs": "run", "separate runs": "separate run"}.get(unit, unit)
+    return count(n, noun, unit if unit != "passes" else "passes")
 
 
 def interval_cell(ratio: Ratio) -> str:

@@ -137,7 +137,12 @@ def learning_section(inputs: Inputs, numbering: Numbering, threshold: float, win
         text += f"; {missed} did not reach it within its budget" if missed and reached else ""
         text += (
             f". The IQM of the final means was {_iqm_text(row)}, with seeds ranging from {_one(row['min_final'])} to "
-            f"{_one(row['max_final'])}; the final greedy evaluation was {_evaluation(row)}."
+            f"{_one(row['max_final'])}. "
+            + (
+                "No final greedy evaluation was recorded."
+                if row["evaluated"] == 0
+                else f"The final greedy evaluation averaged {_evaluation(row)}."
+            )
         )
         section.paragraphs.append(text)
         section.lines.append((
