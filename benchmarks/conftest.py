@@ -16,6 +16,7 @@ Run with `pytest benchmarks/` (the folder is not in `testpaths`). Options:
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any
@@ -23,21 +24,22 @@ from typing import Any
 import pytest
 import torch
 
+from dqnbench import registry
 from dqnbench.allocator import pin_glibc_allocator
 from dqnbench.bench.facts import commit_override, update_commit_info, update_machine_info
 from dqnbench.bench.measure import run_benchmark
 from dqnbench.bench.passes import PASS_EXTRA, PASS_PARAM, interleaved, pass_id, pool
 from dqnbench.bench.subjects import (
-    REFERENCE_SUBJECT,
     BenchSubject,
     MissingPiece,
     fast_compiled_subject,
     fast_graphed_subject,
-    fast_subject,
+    registered_subject,
     user_subject,
 )
 from dqnbench.bench.workload import Workloads, render_screens
 from dqnbench.conformance.adapter import REFERENCE_SPEC
+from dqnbench.registry import UnknownImplementation
 
 DEVICES = ("cpu", "cuda")
 REQUIRE_CUDA_ENV = "DQNBENCH_REQUIRE_CUDA"
@@ -117,18 +119,17 @@ def pytest_benchmark_update_commit_info(config: pytest.Config, commit_info: dict
 
 
 def _subjects(config: pytest.Config) -> dict[str, BenchSubject | str]:
-    """Implementations by test id: a subject, or why it cannot be benchmarked (its cases skip with that)."""
-    subjects: dict[str, BenchSubject | str] = {REFERENCE_SUBJECT.name: REFERENCE_SUBJECT}
-    variants = (
-        ("fast", fast_subject),
-        ("fast-compiled", fast_compiled_subject),
-        ("fast-graphed", fast_graphed_subject),
-    )
-    for name, make in variants:
-        try:
-            subjects[name] = make()
-        except ImportError as error:
-            subjects[name] = f"dqnbench.fast unavailable: {error}"
+    """Implementations by test id: every registered one (`dqnbench.registry`), the fast path's step variants and
+    `--dqn-impl`'s adapter; a subject, or why it cannot be benchmarked (its cases skip with that)."""
+    subjects: dict[str, BenchSubject | str] = {}
+    ordered = ["reference", "fast"] + [name for name in registry.names() if name not in ("reference", "fast")]
+    variants = {"fast": (("fast-compiled", fast_compiled_subject), ("fast-graphed", fast_graphed_subject))}
+    for name in ordered:
+        for variant, make in ((name, functools.partial(registered_subject, name)), *variants.get(name, ())):
+            try:
+                subjects[variant] = make()
+            except (ImportError, UnknownImplementation) as error:
+                subjects[variant] = f"implementation {name!r} unavailable: {error}"
     spec = config.getoption("--dqn-impl", default=None)
     if spec and spec != REFERENCE_SPEC:
         user = user_subject(spec)

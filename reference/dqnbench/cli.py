@@ -105,7 +105,15 @@ def _extra_commands() -> list[Callable[[Any], None]]:
     import importlib
 
     registers = []
-    for module in ("dqnbench.sweep", "dqnbench.evaluate", "dqnbench.report.cli", "dqnbench.conformance.golden"):
+    modules = (
+        "dqnbench.sweep",
+        "dqnbench.evaluate",
+        "dqnbench.bench.cli",
+        "dqnbench.report.cli",
+        "dqnbench.conformance.cli",
+        "dqnbench.conformance.golden",
+    )
+    for module in modules:
         try:
             registers.append(importlib.import_module(module).register)
         except ModuleNotFoundError as error:

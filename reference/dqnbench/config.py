@@ -19,8 +19,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
+from dqnbench import registry
+
 Device = Literal["auto", "cpu", "cuda"]
-Impl = Literal["reference", "fast"]
 OptimizerName = Literal["rmsprop", "adam"]
 StateMode = Literal["difference", "stack"]
 
@@ -44,8 +45,9 @@ class DQNConfig:
     device: Device = "auto"
     """Where the networks live: auto (CUDA when available), cpu, or cuda (fails when absent)."""
 
-    impl: Impl = "reference"
-    """Which implementation trains: the tutorial-faithful `reference` or the optimised `fast` one."""
+    impl: str = "reference"
+    """Which implementation trains: a name registered under the `dqnbench.implementations` entry points: the
+    tutorial-faithful `reference`, the optimised `fast` one, or one a package of yours registers."""
 
     compile: bool = False
     """Compile the fast implementation's networks with torch.compile (impl 'fast' only): 0.82-0.98x the
@@ -170,6 +172,11 @@ class DQNConfig:
             )
         if self.memory_capacity < self.batch_size:
             problems.append(f"memory_capacity={self.memory_capacity} < batch_size={self.batch_size}")
+        if self.impl not in registry.names():
+            problems.append(
+                f"impl={self.impl!r} is not a registered implementation (registered: {', '.join(registry.names())}); "
+                "install the package that registers it, or pick one of those"
+            )
         if self.compile and self.impl != "fast":
             problems.append(f"compile=True needs impl='fast' (got impl={self.impl!r}); the reference stays eager")
         if self.cuda_graph and self.learning_rate_final is not None:

@@ -9,9 +9,12 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from dqnbench import registry
 from dqnbench.config import DQNConfig
+from dqnbench.conformance.adapter import REFERENCE as REFERENCE_ADAPTER
 from dqnbench.learner import Batch, ReplayBatch, collate, optimize_step
 from dqnbench.nets import DQN
+from dqnbench.registry import Implementation
 from dqnbench.replay import ReplayMemory
 from dqnbench.screen import get_screen
 
@@ -29,6 +32,8 @@ class Memory(Protocol):
 
 
 OptimizeFn = Callable[[ReplayBatch], Tensor]
+OptimizeFactory = Callable[[nn.Module, nn.Module, torch.optim.Optimizer, DQNConfig], OptimizeFn]
+"""(policy, target, optimizer, config) -> a function running one optimisation step on a batch."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,7 @@ class TrainingParts:
     """(capacity, seed) -> a replay memory."""
     make_network: Callable[[int, int, int, int], nn.Module]
     """(height, width, n_actions, in_channels) -> a Q-network."""
-    make_optimize: Callable[[nn.Module, nn.Module, torch.optim.Optimizer, DQNConfig], OptimizeFn]
+    make_optimize: OptimizeFactory
     """(policy, target, optimizer, config) -> a function running one optimisation step on a batch."""
     replay_bytes: Callable[[int, tuple[int, int, int]], int]
     """(capacity, (channels, height, width) of a state) -> bytes the full memory holds, to refuse a run that
@@ -59,21 +64,33 @@ class ReferenceMemory(ReplayMemory):
         return collate(self.sample(batch_size))
 
 
-def reference_optimize(
-    policy: nn.Module, target: nn.Module, optimizer: torch.optim.Optimizer, config: DQNConfig
-) -> OptimizeFn:
-    def step(batch: ReplayBatch) -> Tensor:
-        return optimize_step(
-            policy,
-            target,
-            optimizer,
-            batch.materialize(),
-            gamma=config.gamma,
-            grad_clip=config.grad_clip,
-            double_dqn=config.double_dqn,
-        )
+SeedStep = Callable[..., Tensor]
+"""(policy, target, optimizer, batch: Batch, *, gamma, grad_clip, double_dqn) -> loss: one optimisation step on
+a seed-layout batch, as `dqnbench.learner.optimize_step`."""
 
-    return step
+
+def bind_optimize(step: SeedStep) -> OptimizeFactory:
+    """The training loop's `make_optimize` for a step function: networks, optimizer and the config's options
+    bound once, the sampled batch materialised at every call."""
+
+    def make(policy: nn.Module, target: nn.Module, optimizer: torch.optim.Optimizer, config: DQNConfig) -> OptimizeFn:
+        def run(batch: ReplayBatch) -> Tensor:
+            return step(
+                policy,
+                target,
+                optimizer,
+                batch.materialize(),
+                gamma=config.gamma,
+                grad_clip=config.grad_clip,
+                double_dqn=config.double_dqn,
+            )
+
+        return run
+
+    return make
+
+
+reference_optimize = bind_optimize(optimize_step)
 
 
 def float_state_bytes(capacity: int, state_shape: tuple[int, int, int]) -> int:
@@ -92,11 +109,10 @@ REFERENCE_PARTS = TrainingParts(
 )
 
 
-def training_parts(impl: str) -> TrainingParts:
-    if impl == "reference":
-        return REFERENCE_PARTS
-    if impl == "fast":
-        from dqnbench.fast import FAST_PARTS
+REFERENCE_IMPLEMENTATION = Implementation(name="reference", parts=REFERENCE_PARTS, adapter=REFERENCE_ADAPTER)
+"""The tutorial-faithful implementation, registered as `reference`."""
 
-        return FAST_PARTS
-    raise ValueError(f"unknown implementation {impl!r}; choose 'reference' or 'fast'")
+
+def training_parts(impl: str) -> TrainingParts:
+    """The training parts of the implementation registered as `impl` (`dqnbench.registry`)."""
+    return registry.load(impl).require_parts()

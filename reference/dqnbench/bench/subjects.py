@@ -20,15 +20,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from dqnbench import registry
 from dqnbench.config import DQNConfig
-from dqnbench.conformance.adapter import DQNAdapter, TransitionBatch, load_adapter
-from dqnbench.learner import Batch, ReplayBatch, collate, make_target
-from dqnbench.parts import REFERENCE_PARTS, Memory, OptimizeFn, TrainingParts
-from dqnbench.screen import extract_screen
+from dqnbench.conformance.adapter import DQNAdapter, OptimizeStepFn, TransitionBatch, load_adapter
+from dqnbench.learner import Batch, collate, make_target
+from dqnbench.parts import REFERENCE_IMPLEMENTATION, Memory, OptimizeFactory, OptimizeFn, TrainingParts, bind_optimize
+from dqnbench.registry import Implementation
 
 NetworkFactory = Callable[[int, int, int, int], nn.Module]
 MemoryFactory = Callable[[int, int], Memory]
-OptimizeFactory = Callable[[nn.Module, nn.Module, torch.optim.Optimizer, DQNConfig], OptimizeFn]
 GetScreen = Callable[[Any, int], Tensor]
 ExtractScreen = Callable[[np.ndarray, float], Tensor]
 
@@ -155,32 +155,45 @@ def transition_batch(batch: Batch) -> TransitionBatch:
     )
 
 
-def _adapter_optimize(
-    optimize_step: Callable[[nn.Module, nn.Module, torch.optim.Optimizer, TransitionBatch, float, float], Tensor],
-) -> OptimizeFactory:
-    def make(policy: nn.Module, target: nn.Module, optimizer: torch.optim.Optimizer, config: DQNConfig) -> OptimizeFn:
-        def step(batch: ReplayBatch) -> Tensor:
-            return optimize_step(
-                policy, target, optimizer, transition_batch(batch.materialize()), config.gamma, config.grad_clip
-            )
+def _adapter_optimize(optimize_step: OptimizeStepFn) -> OptimizeFactory:
+    def seed_step(
+        policy: nn.Module,
+        target: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        batch: Batch,
+        *,
+        gamma: float,
+        grad_clip: float,
+        double_dqn: bool,
+    ) -> Tensor:
+        return optimize_step(policy, target, optimizer, transition_batch(batch), gamma, grad_clip)
 
-        return step
-
-    return make
+    return bind_optimize(seed_step)
 
 
-REFERENCE_SUBJECT = BenchSubject.from_parts(REFERENCE_PARTS, extract_screen=extract_screen)
+def implementation_subject(implementation: Implementation) -> BenchSubject:
+    """An implementation's training parts where it has them (the pieces the training loop runs), its adapter's
+    otherwise; frame processing from its adapter."""
+    adapter = implementation.adapter
+    if implementation.parts is None:
+        return BenchSubject.from_adapter(implementation.require_adapter(), name=implementation.name)
+    extract = None if adapter is None else adapter.extract_screen
+    subject = BenchSubject.from_parts(implementation.parts, extract_screen=extract)
+    return replace(subject, name=implementation.name)
+
+
+def registered_subject(name: str) -> BenchSubject:
+    """The implementation registered as `name` (`dqnbench.registry`)."""
+    return implementation_subject(registry.load(name))
+
+
+REFERENCE_SUBJECT = implementation_subject(REFERENCE_IMPLEMENTATION)
 """The tutorial-faithful reference: the training loop's parts and the seed's crop + PIL resize."""
 
 
 def fast_subject() -> BenchSubject:
-    """dqnbench's fast path: `dqnbench.fast.FAST_PARTS` and its adapter's frame processing.
-
-    Raises ImportError while `dqnbench.fast` is absent or incomplete (its benchmarks then skip, saying so).
-    """
-    from dqnbench.fast import ADAPTER, FAST_PARTS
-
-    return BenchSubject.from_parts(FAST_PARTS, extract_screen=ADAPTER.extract_screen)
+    """dqnbench's fast path, as registered (`dqnbench.fast.IMPLEMENTATION`)."""
+    return registered_subject("fast")
 
 
 def _fast_step_variant(name: str, devices: frozenset[str] | None = None, **options: Any) -> BenchSubject:

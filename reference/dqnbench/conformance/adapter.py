@@ -92,7 +92,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dqnbench import learner, nets, policy, replay, screen
+from dqnbench import learner, nets, policy, registry, replay, screen
 
 
 @dataclass(frozen=True)
@@ -258,11 +258,14 @@ class AdapterLoadError(ValueError):
 
 
 def load_adapter(spec: str) -> DQNAdapter:
-    """Resolve "package.module:object" to a `DQNAdapter`.
+    """Resolve a registered implementation's name (`dqnbench.registry`) or "package.module:object" to a
+    `DQNAdapter`.
 
     `object` may be a dotted attribute path (``module:Class.ADAPTER``) and may name a `DQNAdapter` or a
     zero-argument callable returning one. Errors name the string and the fix.
     """
+    if ":" not in spec and spec in registry.names():
+        return registry.load(spec).require_adapter()
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
         raise AdapterLoadError(
