@@ -442,3 +442,25 @@ def test_history_prose_hedges_when_medians_fell_as_often_as_they_rose(tmp_path: 
     assert "Nearly as many medians fell as rose, which suggests" in alternating
     assert "7 benchmark medians rose beyond the threshold and 0 fell" in climbing
     assert "Nearly as many" not in climbing
+
+
+def test_a_stored_ab_result_for_the_newest_commit_gives_the_regression_verdict(tmp_path: Path) -> None:
+    paths = _history_paths(tmp_path / "history" / "lab", [1e-3, 1.0e-3, 1.0e-3], "123")
+    without = results_text(paths)
+    machine = load_inputs(paths).runs["machine"].iloc[0]
+    (tmp_path / "history" / "lab").rename(tmp_path / "history" / machine)
+    node = "benchmarks/test_x.py::test_op[reference-cpu]"
+    ab = {
+        "kind": "dqnbench-ab",
+        "baseline": {"commit": "2" * 40},
+        "candidate": {"commit": "3" * 40},
+        "benchmarks": {node: {"ratio": 1.2, "ci95": [1.1, 1.3], "verdict": "slower", "passes": 10}},
+    }
+    write_json(tmp_path / "history" / machine / "ab", "20261123T120000Z-22222222-vs-33333333.json", ab)
+    inputs = load_inputs([tmp_path / "history"])
+    assert len(inputs.ab) == 1 and inputs.ab[0].machine == machine
+    with_ab = results_text([tmp_path / "history"])
+    assert "no regression against 2222222" in without and "A/B gate," not in without
+    assert (
+        f"**Regressions** ({machine}, A/B gate, 3333333 against 2222222): 1 of 1 benchmark slower (test_op" in with_ab
+    )

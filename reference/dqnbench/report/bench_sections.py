@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 
 import pandas as pd
 from scipy import stats
@@ -16,6 +17,7 @@ from dqnbench.bench.compare import Thresholds
 from dqnbench.report import analysis, figures, verdicts
 from dqnbench.report.analysis import as_ratio
 from dqnbench.report.figures import format_seconds, pretty, significant
+from dqnbench.report.load import ABResult
 from dqnbench.report.prose import (
     NumberedFigure,
     Numbering,
@@ -259,7 +261,34 @@ def _machine_commits(trend: pd.DataFrame, runs: pd.DataFrame) -> tuple[dict[str,
     return commits, breaks
 
 
-def history_section(bench: pd.DataFrame, runs: pd.DataFrame, numbering: Numbering, limits: Thresholds) -> Section:
+def ab_text(result: ABResult) -> str:
+    """'2 of 18 benchmarks slower (a, b), 1 faster' for an A/B result."""
+    slower = sorted(node for node, verdict in result.verdicts.items() if verdict == "slower")
+    faster = sum(verdict == "faster" for verdict in result.verdicts.values())
+    named = f" ({listing([re.sub(r'^.*::', '', n) for n in slower])})" if 0 < len(slower) <= 3 else ""
+    total = count(len(result.verdicts), "benchmark")
+    return (
+        f"{len(slower)} of {total} slower{named}, {faster} faster"
+        if slower
+        else f"no regression among {total}, {faster} faster"
+    )
+
+
+def _matching_ab(results: Sequence[ABResult], machine: str, commit: str) -> ABResult | None:
+    """The newest A/B result of `machine` whose candidate is `commit` (either written as a prefix of the other)."""
+    found = [
+        r
+        for r in results
+        if r.machine == machine
+        and r.candidate != "worktree"
+        and (commit.startswith(r.candidate) or r.candidate.startswith(commit))
+    ]
+    return max(found, key=lambda r: r.when) if found else None
+
+
+def history_section(
+    bench: pd.DataFrame, runs: pd.DataFrame, numbering: Numbering, limits: Thresholds, ab: Sequence[ABResult] = ()
+) -> Section:
     section = Section("History")
     trend = _history_frame(bench, runs, limits)
     if trend.empty:
@@ -342,11 +371,24 @@ def history_section(bench: pd.DataFrame, runs: pd.DataFrame, numbering: Numberin
         )
         section.paragraphs.append(text)
     for verdict in verdicts.newest_verdicts(trend, runs, label_of):
+        gate = _matching_ab(ab, verdict.machine, verdict.commit)
+        if gate is not None:
+            section.paragraphs.append(
+                f"The A/B gate timed commit {gate.candidate[:7]} against {gate.baseline[:7]} on {verdict.machine} "
+                f"({gate.when:%d %b %H:%M} UTC), interleaving the two in the same passes: {ab_text(gate)}. Its "
+                "verdict rests on paired passes and outweighs the comparison of two separate runs."
+            )
+            section.lines.append((
+                f"**Regressions** ({verdict.machine}, A/B gate, {gate.candidate[:7]} against {gate.baseline[:7]}): "
+                f"{ab_text(gate)}.",
+                section.anchor,
+            ))  # fmt: skip
+            continue
         section.paragraphs.append(
             f"The newest run on {verdict.machine} (commit {verdict.commit[:7]}, {verdict.when:%d %b %H:%M} UTC) "
             f"showed {verdict.text}"
             + (f": {listing(list(verdict.slower))}" if 0 < len(verdict.slower) <= 3 else "")
-            + ". A single run against a single run is weak evidence; the A/B gate (`tox -e compare`) repeats both."
+            + ". A single run against a single run is weak evidence; an A/B comparison times both commits side by side."
         )
         section.lines.append(
             (

@@ -89,6 +89,20 @@ class Inputs:
     runs: pd.DataFrame = field(default_factory=lambda: _empty(RUN_COLUMNS))
     sweeps: Mapping[str, SweepInfo] = field(default_factory=dict)
     skipped_folders: tuple[Path, ...] = ()
+    ab: tuple[ABResult, ...] = ()
+
+
+@dataclass(frozen=True)
+class ABResult:
+    """A stored A/B gate result (`dqnbench bench ab`, kind "dqnbench-ab"): candidate against baseline, each
+    benchmark's verdict ("slower", "faster" or "same")."""
+
+    source: Path
+    machine: str
+    when: pd.Timestamp
+    baseline: str
+    candidate: str
+    verdicts: Mapping[str, str]
 
 
 @dataclass(frozen=True)
@@ -111,6 +125,7 @@ def load_inputs(paths: Sequence[Path]) -> Inputs:
     used: list[Path] = []
     ignored: list[Path] = []
     versions: dict[int, Path] = {}
+    ab: list[ABResult] = []
     expanded, skipped = _expand(paths)
     for path, explicit in expanded:
         if path.suffix == ".csv":
@@ -118,7 +133,12 @@ def load_inputs(paths: Sequence[Path]) -> Inputs:
             used.append(path)
             continue
         document = read_json(path)
-        if is_benchmark_document(document):
+        if isinstance(document, Mapping) and document.get("kind") == "dqnbench-ab":
+            ab.append(ab_result_from(path, document))
+        elif is_benchmark_document(document) and set(path.parts[:-1]) & set(_NOT_RUNS) and not explicit:
+            ignored.append(path)  # a run kept beside A/B results is not a run of the history
+            continue
+        elif is_benchmark_document(document):
             _check_version(path, document, versions)
             benchmark_rows.extend(benchmark_rows_from(path, document))
             run_rows.append(run_row_from(path, document))
@@ -153,6 +173,7 @@ def load_inputs(paths: Sequence[Path]) -> Inputs:
         runs=pd.DataFrame(run_rows, columns=list(RUN_COLUMNS)),
         sweeps=sweeps,
         skipped_folders=tuple(skipped),
+        ab=tuple(ab),
     )
 
 
@@ -163,7 +184,7 @@ def _empty(columns: Iterable[str]) -> pd.DataFrame:
 # A results root (the repository's `reports/`) holds these stores; its other folders (stability experiments, built
 # reports) are listed as not read, and are read when named themselves.
 STORES = ("history", "learning", "conformance")
-# A/B gate results stored beside the history are verdicts, not runs of the history.
+# A/B gate results stored beside the history (`history/<machine>/ab/`) are verdicts, not runs of the history.
 _NOT_RUNS = ("ab",)
 
 
@@ -187,12 +208,7 @@ def _expand(paths: Sequence[Path]) -> tuple[list[tuple[Path, bool]], list[Path]]
         if path.is_dir():
             roots, skipped = _search_roots(path)
             left_out += skipped
-            files = [
-                p
-                for root in roots
-                for p in sorted(root.rglob("*"))
-                if p.is_file() and not set(p.relative_to(root).parts[:-1]) & set(_NOT_RUNS)
-            ]
+            files = [p for root in roots for p in sorted(root.rglob("*")) if p.is_file()]
             for p in without_packed_twins(p for p in files if is_run_file(p) or p.name == "durations.csv"):
                 found.setdefault(p.resolve(), (p, False))
         elif path.is_file():
@@ -335,6 +351,27 @@ def benchmark_rows_from(path: Path, document: Mapping[str, Any]) -> list[dict[st
             }
         )
     return rows
+
+
+def ab_result_from(path: Path, document: Mapping[str, Any]) -> ABResult:
+    """An A/B result; its machine is the history folder it is stored under, its time the stamp its name starts
+    with (else the file's time)."""
+    stamp = re.match(r"\d{8}T\d{6}Z", path.name)
+    when = pd.Timestamp(stamp.group(0)) if stamp else pd.Timestamp(path.stat().st_mtime, unit="s")
+    benchmarks = document.get("benchmarks")
+    verdicts = {
+        str(node): str(entry.get("verdict", NOT_RECORDED))
+        for node, entry in (benchmarks.items() if isinstance(benchmarks, Mapping) else [])
+        if isinstance(entry, Mapping)
+    }
+
+    def commit(side: str) -> str:
+        value = document.get(side)
+        return str(value.get("commit") or "worktree") if isinstance(value, Mapping) else NOT_RECORDED
+
+    machine = path.parent.parent.name if path.parent.name == "ab" else NOT_RECORDED
+    return ABResult(path, machine, when.tz_localize("UTC") if when.tzinfo is None else when, commit("baseline"),
+                    commit("candidate"), verdicts)  # fmt: skip
 
 
 def run_row_from(path: Path, document: Mapping[str, Any]) -> dict[str, Any]:

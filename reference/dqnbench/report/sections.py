@@ -350,7 +350,7 @@ def build_sections(
         results += [
             bench_sections.implementation_section(bench, runs, numbering, limits),
             bench_sections.device_section(bench, runs, numbering, limits),
-            bench_sections.history_section(bench, runs, numbering, limits),
+            bench_sections.history_section(bench, runs, numbering, limits, inputs.ab),
         ]
     if len(inputs.training):
         results.append(learning_section(inputs, numbering, threshold, window))
