@@ -464,3 +464,16 @@ def test_a_stored_ab_result_for_the_newest_commit_gives_the_regression_verdict(t
     assert (
         f"**Regressions** ({machine}, A/B gate, 3333333 against 2222222): 1 of 1 benchmark slower (test_op" in with_ab
     )
+
+
+def test_raw_rounds_never_change_a_number(tmp_path: Path) -> None:
+    """The history keeps per-run summaries: a run with its rounds (`stats["data"]`) and the same run without them
+    give the same comparisons and the same text."""
+    entries = [("op", "cpu", "reference", passes(2e-3, seed=1)), ("op", "cpu", "fast", passes(1e-3, seed=2))]
+    summary_only = bench_document(entries)
+    with_rounds = bench_document(entries)
+    for benchmark in with_rounds["benchmarks"]:
+        benchmark["stats"]["data"] = list(np.random.default_rng(0).uniform(0, 1, 500))  # nonsense on purpose
+    a, b = write_json(tmp_path / "a", "run.json", summary_only), write_json(tmp_path / "b", "run.json", with_rounds)
+    assert comparisons(load_inputs([a]).benchmarks, "impl").equals(comparisons(load_inputs([b]).benchmarks, "impl"))
+    assert results_text([a]).replace(str(a), "") == results_text([b]).replace(str(b), "")
