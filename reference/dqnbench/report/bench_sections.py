@@ -152,9 +152,14 @@ def implementation_section(
         section.paragraphs.append(_facet_paragraph(rows, labels, "each implementation", f"the {baseline}", where))
         main = rows[rows["candidate"] == ("fast" if "fast" in set(rows["candidate"]) else rows["candidate"].iloc[0])]
         parts = [f"{compact(str(r['operation']))} {_short(as_ratio(r))}" for _, r in main.iterrows()]
+        variants = [
+            f"{r['candidate']} {compact(str(r['operation']))} {_short(as_ratio(r))}"
+            for _, r in rows[~rows.index.isin(main.index)].iterrows()
+        ]
         section.lines.append((
             f"**{main['candidate'].iloc[0].capitalize()} vs {baseline}** ({str(device).upper()}, {machine}, commit "
-            f"{str(rows['commit'].iloc[0])[:7]}): {'; '.join(parts)}.",
+            f"{str(rows['commit'].iloc[0])[:7]}): {'; '.join(parts)}."
+            + (f" Variants: {'; '.join(variants)}." if variants else ""),
             section.anchor,
         ))  # fmt: skip
     return section
