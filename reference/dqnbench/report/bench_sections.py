@@ -82,7 +82,10 @@ def _facet_paragraph(rows: pd.DataFrame, labels: pd.Series, who: str, against: s
         f"{against} in {count(len(rows), 'comparison')}. "
     )
     if not any(r.has_interval for r in ratios):
-        text += "None of these comparisons has an interval (fewer than 3 passes or runs), so they are point estimates. "
+        text += (
+            "None of these comparisons had an interval (each rested on fewer than 3 passes or runs), so they "
+            "should be read as point estimates. "
+        )
     else:
         text += (
             f"The interval excluded 1 in {len(told)} of them ({len(faster)} faster, {len(told) - len(faster)} slower), "

@@ -96,8 +96,9 @@ def ratio_interval(ratio: Ratio) -> str:
 
 def values_text(n: int, unit: str) -> str:
     """ "10 passes", "1 run", "2 separate runs"."""
-    noun = {"passes": "pass", "runs": "run", "separate runs": "separate run"}.get(unit, unit)
-    return count(n, noun, unit if unit != "passes" else "passes")
+    if unit == "separate runs":
+        return f"{count(n, 'run')} per side"
+    return count(n, {"passes": "pass", "runs": "run"}.get(unit, unit), unit)
 
 
 def interval_cell(ratio: Ratio) -> str:
