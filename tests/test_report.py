@@ -477,3 +477,11 @@ def test_raw_rounds_never_change_a_number(tmp_path: Path) -> None:
     a, b = write_json(tmp_path / "a", "run.json", summary_only), write_json(tmp_path / "b", "run.json", with_rounds)
     assert comparisons(load_inputs([a]).benchmarks, "impl").equals(comparisons(load_inputs([b]).benchmarks, "impl"))
     assert results_text([a]).replace(str(a), "") == results_text([b]).replace(str(b), "")
+
+
+def test_learning_says_when_three_seeds_make_the_interval_their_range(tmp_path: Path) -> None:
+    write_sweep(tmp_path / "three", "v5", 150, seeds=3, spread=30, config=tuned_config())
+    write_sweep(tmp_path / "eight", "v5", 150, seeds=8, spread=30, config=tuned_config())
+    three, eight = results_text([tmp_path / "three"]), results_text([tmp_path / "eight"])
+    assert "With 3 seeds the bootstrap interval reaches the lowest and the highest seed" in three
+    assert "bootstrap interval reaches the lowest" not in eight

@@ -27,6 +27,12 @@ def _iqm_text(row: pd.Series) -> str:
     return f"{_one(row['iqm'])} (95% CI {_one(row['low'])}–{_one(row['high'])})"
 
 
+def _spans_range(row: pd.Series) -> bool:
+    """Whether the interval is the seeds' whole range because there are too few of them (n**n draws < 40)."""
+    few = int(row["seeds"]) ** int(row["seeds"]) < 40
+    return few and not math.isnan(row["low"]) and row["low"] <= row["min_final"] and row["high"] >= row["max_final"]
+
+
 def _title(row: pd.Series) -> str:
     if row["role"] == learning.CURRENT:
         return f"{row['sweep']} (current {row['named']} configuration)"
@@ -138,6 +144,14 @@ def learning_section(inputs: Inputs, numbering: Numbering, threshold: float, win
         text += (
             f". The IQM of the final means was {_iqm_text(row)}, with seeds ranging from {_one(row['min_final'])} to "
             f"{_one(row['max_final'])}. "
+            + (
+                f"With {row['seeds']} seeds the bootstrap interval reaches the lowest and the highest seed (a "
+                f"resample of the lowest seed alone comes up in 1 of {row['seeds'] ** row['seeds']} draws, more often "
+                "than the 2.5% each tail leaves out), so it is no narrower than their range and mainly says how few "
+                "seeds there were. "
+                if _spans_range(row)
+                else ""
+            )
             + (
                 "No final greedy evaluation was recorded."
                 if row["evaluated"] == 0
