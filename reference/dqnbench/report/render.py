@@ -25,7 +25,7 @@ figcaption, caption { font-size: .92rem; color: #444; text-align: left; margin: 
 table { border-collapse: collapse; font-size: .9rem; margin: 1rem 0; }
 th, td { border-bottom: 1px solid #ddd; padding: .25rem .6rem; text-align: left; vertical-align: top; }
 td { white-space: pre-wrap; }
-td:first-child { white-space: nowrap; }
+td:first-child, td.value { white-space: nowrap; }
 th { background: #f4f4f4; }
 code { font-size: .9em; background: #f4f4f4; padding: 0 .2em; }
 """
@@ -86,9 +86,14 @@ def _inline(text: str) -> str:
     return _BOLD.sub(r"<b>\1</b>", _CODE.sub(r"<code>\1</code>", html.escape(text)))
 
 
+def _cell(text: str) -> str:
+    # A short cell ("332 µs", "1.16 (1.15–1.17)") is one value: keep it on one line.
+    return f'<td class="value">{html.escape(text)}</td>' if len(text) <= 18 else f"<td>{html.escape(text)}</td>"
+
+
 def html_table(table: Table) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in table.header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table.rows)
+    body = "".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in table.rows)
     ident = f"table-{table.number}" if table.number else "machines"
     return (
         f'<div class="wide"><table id="{ident}"><caption><b>{_caption_label(table)}</b> {_inline(table.caption)}'
