@@ -466,6 +466,23 @@ def test_a_stored_ab_result_for_the_newest_commit_gives_the_regression_verdict(t
     )
 
 
+def test_ab_results_where_the_gate_stores_them_are_read_as_verdicts(tmp_path: Path) -> None:
+    """`dqnbench bench ab` writes to `reports/ab/<machine>/` (bench.cli.AB_DIR): a results root reads them there."""
+    paths = _history_paths(tmp_path / "history" / "lab", [1e-3, 1.0e-3], "12")
+    machine = load_inputs(paths).runs["machine"].iloc[0]
+    (tmp_path / "history" / "lab").rename(tmp_path / "history" / machine)
+    ab = {
+        "kind": "dqnbench-ab",
+        "baseline": {"commit": "1" * 40},
+        "candidate": {"commit": "2" * 40},
+        "benchmarks": {"benchmarks/test_x.py::test_op[reference-cpu]": {"verdict": "same"}},
+    }
+    write_json(tmp_path / "ab" / machine, "20261123T120000Z-11111111-vs-22222222.json", ab)
+    inputs = load_inputs([tmp_path])
+    assert [(r.machine, r.candidate[:7]) for r in inputs.ab] == [(machine, "2222222")]
+    assert len(inputs.runs) == 2, "an A/B result was counted as a history run"
+
+
 def test_raw_rounds_never_change_a_number(tmp_path: Path) -> None:
     """The history keeps per-run summaries: a run with its rounds (`stats["data"]`) and the same run without them
     give the same comparisons and the same text."""

@@ -183,8 +183,9 @@ def _empty(columns: Iterable[str]) -> pd.DataFrame:
 
 # A results root (the repository's `reports/`) holds these stores; its other folders (stability experiments, built
 # reports) are listed as not read, and are read when named themselves.
-STORES = ("history", "learning", "conformance")
-# A/B gate results stored beside the history (`history/<machine>/ab/`) are verdicts, not runs of the history.
+STORES = ("history", "ab", "learning", "conformance")
+# A/B gate results (`dqnbench bench ab`: `ab/<machine>/`, or `history/<machine>/ab/`) are verdicts, not runs of the
+# history.
 _NOT_RUNS = ("ab",)
 
 
@@ -369,7 +370,12 @@ def ab_result_from(path: Path, document: Mapping[str, Any]) -> ABResult:
         value = document.get(side)
         return str(value.get("commit") or "worktree") if isinstance(value, Mapping) else NOT_RECORDED
 
-    machine = path.parent.parent.name if path.parent.name == "ab" else NOT_RECORDED
+    if path.parent.name == "ab":
+        machine = path.parent.parent.name
+    elif path.parent.parent.name == "ab":
+        machine = path.parent.name
+    else:
+        machine = NOT_RECORDED
     return ABResult(path, machine, when.tz_localize("UTC") if when.tzinfo is None else when, commit("baseline"),
                     commit("candidate"), verdicts)  # fmt: skip
 
