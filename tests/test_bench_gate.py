@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from dqnbench.bench import compare, history, stability
+from dqnbench.bench import compare, history
 from dqnbench.bench.compare import Thresholds, Verdict, judge, load_thresholds
 from dqnbench.bench.history import BenchFileError, load_run
 from dqnbench.report.load import ReportInputError, load_inputs
@@ -163,9 +163,14 @@ def test_store_keeps_every_run_and_never_overwrites(runs: dict[str, Path], tmp_p
 
 
 def test_stored_file_is_the_run_itself_with_machine_and_commit(runs: dict[str, Path], tmp_path: Path) -> None:
-    stored = history.store(runs["baseline"], tmp_path)
+    stored = history.store(runs["baseline"], tmp_path / "history")
     run = load_run(runs["baseline"])
-    assert gzip.decompress(stored.path.read_bytes()) == runs["baseline"].read_bytes()
+    # The store keeps the summary (every statistic but the raw rounds); the full run goes to the raw store.
+    assert json.loads(gzip.decompress(stored.path.read_bytes())) == history.summary(run.data)
+    assert all("data" in bench["stats"] for bench in run.data["benchmarks"]), "the test run must hold raw rounds"
+    full = history.raw_path(stored.path.parent, history.run_name(stored.path))
+    assert full.parent.parent == tmp_path / "history-raw", full
+    assert gzip.decompress(full.read_bytes()) == runs["baseline"].read_bytes()
     assert stored.path.parent.name == run.machine_id
     assert stored.path.name.endswith(f"-{run.commit}.json.gz")
     assert stored.path.name.startswith(f"{run.time:%Y%m%dT%H%M%S}")
@@ -430,87 +435,6 @@ def test_compare_table_lists_new_and_gone_benchmarks(runs: dict[str, Path], tmp_
     rows = compare.compare_runs(load_run(runs["baseline"]), load_run(path), Thresholds())
     verdicts = sorted(str(row.verdict) for row in rows)
     assert verdicts == ["gone", "new", "same"]
-
-
-def test_stability_reports_the_spread_of_medians_across_runs(
-    runs: dict[str, Path], capsys: pytest.CaptureFixture[str]
-) -> None:
-    loaded = [load_run(runs[name]) for name in ("baseline", "unchanged", "slowed")]
-    by_name = {row.name: row for row in stability.spreads(loaded)}
-    work = by_name["test_tiny.py::test_work"]
-    assert work.medians == tuple(run.benchmarks[work.name]["stats"]["median"] for run in loaded)
-    assert work.spread == pytest.approx(max(work.medians) / min(work.medians) - 1)
-    assert work.spread > 0.5, work  # 2 ms vs 4 ms
-
-    assert stability.main(["--from", *map(str, runs.values()), "--target", "0.5"]) == 1
-    output = capsys.readouterr().out
-    assert "worst spread" in output
-    assert "(test_tiny.py::test_work)" in output
-
-
-def _spread_rows(medians: dict[str, tuple[float, ...]]) -> list[stability.Spread]:
-    return [stability.Spread(name, values, iqr_fraction=0.01) for name, values in medians.items()]
-
-
-def test_stability_host_factor_separates_a_slower_run_from_a_benchmark_that_varies_alone() -> None:
-    # Run 2 is 8 % slower on every benchmark (the host); in run 3, "alone" is 25 % slower by itself.
-    medians = {f"steady-{i}": (1e-3 * (i + 1), 1.08e-3 * (i + 1), 1e-3 * (i + 1)) for i in range(5)}
-    medians["alone"] = (2e-3, 2.16e-3, 2.5e-3)
-    rows = _spread_rows(medians)
-
-    factors = stability.host_factors(rows)
-    assert factors == pytest.approx((1.0, 1.08, 1.0)), factors
-    after = {row.name: row.spread_after(factors) for row in rows}
-    assert after["steady-0"] == pytest.approx(0.0, abs=1e-12), after
-    assert after["alone"] == pytest.approx(0.25), after
-
-    table = stability.format_spreads(rows, target=0.05)
-    assert "within target: 0 of 6" in table, table  # as measured, every spread is 8 % or more
-    assert "+0.0%, +8.0%, +0.0%" in table and "5 of 6 within target" in table, table
-    # Too few benchmarks for a median to stand for the host: no factor, no column.
-    assert stability.host_factors(rows[:3]) is None
-    assert "w/o host" not in stability.format_spreads(rows[:3], target=0.05)
-
-
-def test_stability_counts_the_benchmark_passes_a_burst_of_the_host_slowed() -> None:
-    quiet = {"stats": {"median": 1e-3}, "extra_info": {"pass_medians_s": [1e-3, 1.1e-3, 0.9e-3, 1.24e-3]}}
-    hit = {"stats": {"median": 1e-3}, "extra_info": {"pass_medians_s": [1e-3, 1.3e-3, 1e-3, 1.4e-3]}}
-    without_passes = {"stats": {"median": 1e-3}, "extra_info": {}}
-    run = history.Run(Path("run.json"), {"benchmarks": [quiet, hit, without_passes]})
-    assert stability.bursts(run) == (2, 8)
-    line = stability.format_bursts([run, history.Run(Path("other.json"), {"benchmarks": [quiet]})])
-    assert line is not None and line.endswith("per run: 2 of 8, 0 of 4"), line
-    # Runs timed without passes have nothing to count: no line rather than "0 of 0".
-    assert stability.format_bursts([history.Run(Path("old.json"), {"benchmarks": [without_passes]})]) is None
-
-
-def test_stability_runs_the_suite_back_to_back_and_keeps_every_run(
-    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("TINY_EXTRA_MS", "0")
-    out = tmp_path / "stability"
-    args = ["--runs", "2", "--out", str(out), "--suite", str(tiny / "test_tiny.py"), "--target", "10", "--",
-            "-c", str(tiny / "pytest.ini"), "-p", "no:dqnbench", "--benchmark-max-time=0.05"]  # fmt: skip
-    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
-    assert stability.main(args) == 0, capsys.readouterr()
-    names = sorted(path.name for path in out.iterdir())
-    assert names == ["run-1.json", "run-1.log", "run-2.json", "run-2.log", "stability.txt"], names
-    assert "test_tiny.py::test_work" in capsys.readouterr().out
-    summary = (out / "stability.txt").read_text()
-    for expected in ("--benchmark-max-time=0.05", "MALLOC_ARENA_MAX=2", "worst spread", "test_tiny.py::test_work"):
-        assert expected in summary, f"{expected!r} missing from stability.txt:\n{summary}"
-    first = (out / "run-1.json").read_text()
-
-    assert stability.main(args) == 2
-    assert "already holds run-1.json" in capsys.readouterr().err
-    assert (out / "run-1.json").read_text() == first
-
-    # Kept runs gzipped in place (`history pack --dir`) are still runs: read back, and never written over.
-    history.pack(tmp_path)
-    assert stability.main(["--from", *map(str, sorted(out.glob("run-*.json.gz")))]) == 0
-    assert "test_tiny.py::test_work" in capsys.readouterr().out
-    assert stability.main(args) == 2
-    assert "already holds run-1.json.gz" in capsys.readouterr().err
 
 
 def _rows_with_ratios(ratios: list[float]) -> list[compare.Row]:

@@ -127,7 +127,9 @@ def test_train_three_episodes_writes_csv_png_checkpoint_and_config(tmp_path, cap
         ["-m", "dqnbench.cli", "golden", "--help"],
         ["-m", "dqnbench.bench.history", "store", "--help"],
         ["-m", "dqnbench.bench.compare", "--help"],
-        ["-m", "dqnbench.bench.stability", "--help"],
+        ["-m", "dqnbench.cli", "bench", "ab", "--help"],
+        ["-m", "dqnbench.cli", "bench", "calibrate", "--help"],
+        ["-m", "dqnbench.cli", "bench", "run", "--help"],
     ],
     ids=lambda argv: " ".join(argv[1:-1]).replace("dqnbench.", "") or "cli",
 )

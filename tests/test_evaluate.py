@@ -68,3 +68,12 @@ def test_a_folder_without_a_run_is_named_with_the_fix(tmp_path, capsys):
 def test_bad_episode_counts_are_refused(trained_runs):
     with pytest.raises(ValueError, match="need episodes >= 1"):
         evaluate(trained_runs[0], episodes=0)
+
+
+def test_mean_max_q_is_reported_for_greedy_play_only(trained_runs, capsys):
+    run = trained_runs[1]
+    greedy = evaluate(run, episodes=2, eps=0.0, seed=3)
+    assert np.isfinite(greedy.mean_max_q), greedy
+    assert np.isnan(evaluate(run, episodes=2, eps=1.0, seed=3).mean_max_q), "random play has no greedy max-Q"
+    assert main(["evaluate", str(run), "--episodes", "1"]) == 0
+    assert "mean max-Q" in capsys.readouterr().out

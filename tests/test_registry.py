@@ -21,7 +21,7 @@ from dqnbench.registry import Implementation, UnknownImplementation
 ROOT = Path(__file__).resolve().parents[1]
 
 # A user's package: its own (smaller) Q-network and everything else from the reference, under the name "tiny".
-PACKAGE = '''
+PACKAGE = """
 import dataclasses
 from torch import nn
 from dqnbench.conformance.adapter import REFERENCE
@@ -47,7 +47,7 @@ IMPLEMENTATION = Implementation(
     adapter=dataclasses.replace(REFERENCE, name="tiny", make_network=TinyQ),
 )
 BROKEN = 42
-'''
+"""
 
 ENTRY_POINTS = """
 [dqnbench.implementations]

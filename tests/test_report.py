@@ -1,29 +1,36 @@
-"""Reports: inputs read defensively, statistics, prose that follows the data, files never overwritten, and the
-HTML page checked in a real headless Chromium."""
+"""Reports: inputs read defensively, intervals that mean reproducibility, history verdicts by the gate's rules,
+and prose that follows the data (contrasting inputs, different sentences)."""
 
 from __future__ import annotations
 
-import copy
+import dataclasses
+import gzip
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from dqnbench.bench.compare import FEW_ROUNDS, Thresholds
-from dqnbench.cli import main
-from dqnbench.report import ReportInputError, build_report, load_inputs
-from dqnbench.report.analysis import history, median_ratio, natural_key, thresholds
-from dqnbench.report.results import Numbering, build_sections, device_section, learning_section
+from dqnbench.bench.compare import Thresholds
+from dqnbench.config import SEED_CONFIG, TUNED_CONFIG
+from dqnbench.report import ReportInputError, load_inputs
+from dqnbench.report.analysis import bootstrap_interval, comparisons, natural_key, thresholds
+from dqnbench.report.learning import role, summary
+from dqnbench.report.verdicts import BREAK, SAME_COMMIT, history
+from report_support import (
+    bench_document,
+    conformance_document,
+    passes,
+    results_text,
+    write_json,
+    write_sweep,
+)
 
 # ---- inputs --------------------------------------------------------------------------------------------------
 
@@ -42,13 +49,13 @@ TINY_BENCHMARK = textwrap.dedent(
 
 @pytest.fixture(scope="session")
 def real_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A genuine pytest-benchmark JSON (raw data saved), written by a tiny benchmark run in a subprocess."""
+    """A genuine pytest-benchmark JSON, written by a tiny benchmark run in a subprocess."""
     folder = tmp_path_factory.mktemp("tiny_benchmark")
     (folder / "test_tiny.py").write_text(TINY_BENCHMARK)
     out = folder / "run.json"
     # Only pytest-benchmark is loaded: other installed plugins (this project's, hypothesis...) cost seconds.
-    options = "-q -p no:cacheprovider -p pytest_benchmark.plugin -o addopts= --benchmark-save-data"
-    options += " --benchmark-max-time=0.02 --benchmark-min-rounds=30"
+    options = "-q -p no:cacheprovider -p pytest_benchmark.plugin -o addopts= --benchmark-max-time=0.02"
+    options += " --benchmark-min-rounds=30"
     subprocess.run(
         [sys.executable, "-m", "pytest", *options.split(), "test_tiny.py", f"--benchmark-json={out}"],
         cwd=folder,
@@ -60,168 +67,38 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return document
 
 
-def with_cuda(document: dict[str, Any], factor: float) -> dict[str, Any]:
-    """A fake GPU machine's run, for tests only: the real CPU benchmarks plus CUDA copies of them with every time
-    divided by `factor`."""
-    fake = copy.deepcopy(document)
-    cuda = copy.deepcopy(document["benchmarks"])
-    fake["benchmarks"] += cuda
-    for benchmark in cuda:
-        benchmark["params"]["device"] = benchmark["extra_info"]["device"] = "cuda"
-        benchmark["name"] = benchmark["name"].replace("cpu", "cuda")
-        for key in ("min", "max", "mean", "stddev", "median", "iqr", "q1", "q3", "ld15iqr", "hd15iqr"):
-            benchmark["stats"][key] /= factor
-        benchmark["stats"]["data"] = [t / factor for t in benchmark["stats"]["data"]]
-    fake["machine_info"].setdefault("dqnbench", {})["gpus"] = ["Fake GPU for tests"]
-    return fake
+def tuned_config(**changes: Any) -> dict[str, Any]:
+    config: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(TUNED_CONFIG), default=str))
+    return {**config, **changes}
 
 
-Entry = tuple[str, str, str, np.ndarray]  # (operation, device, implementation, timings in seconds)
-
-
-def timings(median: float, rel_spread: float = 0.05, n: int = 200, seed: int = 0) -> np.ndarray:
-    return median * (1 + rel_spread * np.random.default_rng(seed).standard_normal(n))
-
-
-def bench_document(
-    entries: Sequence[Entry],
-    *,
-    when: str = "2026-11-20T10:00:00+00:00",
-    commit: str = "a" * 40,
-    version: str = "5.1.0",
-    keep_data: bool = True,
-    node: str = "lab-1",
-    quick: bool = False,
-) -> dict[str, Any]:
-    """A pytest-benchmark document with the given raw timings, its statistics computed as pytest-benchmark does."""
-    benchmarks = []
-    for operation, device, impl, data in entries:
-        q1, median, q3 = np.percentile(data, [25, 50, 75])
-        stats: dict[str, Any] = {
-            "min": float(data.min()),
-            "max": float(data.max()),
-            "mean": float(data.mean()),
-            "stddev": float(data.std(ddof=1)) if len(data) > 1 else 0.0,
-            "median": float(median),
-            "q1": float(q1),
-            "q3": float(q3),
-            "iqr": float(q3 - q1),
-            "rounds": len(data),
-            "iterations": 1,
-            "ops": float(1 / data.mean()),
-        }
-        if keep_data:
-            stats["data"] = data.tolist()
-        benchmarks.append(
-            {
-                "group": None,
-                "name": f"test_{operation}[{impl}-{device}]",
-                "fullname": f"benchmarks/test_x.py::test_{operation}[{impl}-{device}]",
-                "params": {"impl": impl, "device": device},
-                "param": f"{impl}-{device}",
-                "extra_info": {"device": device, "implementation": impl},
-                "options": {},
-                "stats": stats,
-            }
-        )
-    return {
-        "machine_info": {
-            "node": node,
-            "cpu": {"brand_raw": "Test CPU"},
-            "dqnbench": {"mode": "quick" if quick else "full"},
-        },
-        "commit_info": {"id": commit, "dirty": False},
-        "benchmarks": benchmarks,
-        "datetime": when,
-        "version": version,
-    }
-
-
-def write_json(folder: Path, name: str, document: object) -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document))
-    return path
-
-
-def conformance_document(
-    implementation: str, failed: Sequence[str] = (), skipped: Sequence[str] = ()
-) -> dict[str, Any]:
-    checks = ["bellman_targets", "target_sync", "replay_eviction", "epsilon_schedule", "conv_sizes"]
-    results = [
-        {
-            "check": c,
-            "outcome": "failed" if c in failed else "skipped" if c in skipped else "passed",
-            "message": f"{c}: expected 1.0, got 0.5 at index 3 (tolerance 1e-6)" if c in failed else "",
-            "duration_s": 0.01,
-        }
-        for c in checks
-    ]
-    return {
-        "schema": "dqnbench.conformance/1",
-        "implementation": implementation,
-        "created": "2026-11-20T10:00:00Z",
-        "torch": "2.14.1",
-        "results": results,
-    }
-
-
-def write_sweep(
-    folder: Path, name: str, level: float, seeds: int = 3, episodes: int = 150, spread: float = 5.0
-) -> Path:
-    """Training CSVs (`<sweep>/seed<N>/durations.csv`) whose durations climb towards `level`."""
-    for seed in range(seeds):
-        rng = np.random.default_rng(seed)
-        ramp = np.minimum(1.0, np.arange(episodes) / (episodes / 2))
-        durations = np.maximum(8, np.round(20 + (level - 20) * ramp + rng.normal(0, spread, episodes))).astype(int)
-        frame = pd.DataFrame(
-            {
-                "episode": np.arange(1, episodes + 1),
-                "duration": durations,
-                "total_steps": np.cumsum(durations),
-                "epsilon": 0.05,
-                "mean_loss": 0.1,
-                "wall_s": np.arange(episodes) * 0.5,
-            }
-        )
-        (folder / name / f"seed{seed}").mkdir(parents=True)
-        frame.to_csv(folder / name / f"seed{seed}" / "durations.csv", index=False)
-    return folder / name
-
-
-def results_text(paths: Sequence[Path]) -> str:
-    # The gate's built-in default threshold, whatever benchmarks/thresholds.toml says today.
-    sections = build_sections(load_inputs(paths), limits=Thresholds())
-    return "\n".join(p for s in sections for p in s.paragraphs)
-
-
-# ---- reading -------------------------------------------------------------------------------------------------
-
-
-def test_real_pytest_benchmark_json_is_read_with_devices_implementations_and_raw_data(
+def test_real_pytest_benchmark_json_is_read_with_devices_implementations_and_machine_facts(
     real_run: dict[str, Any], tmp_path: Path
 ) -> None:
     inputs = load_inputs([write_json(tmp_path, "run.json", real_run)])
     table = inputs.benchmarks.sort_values("impl")
     assert list(table["impl"]) == ["fast", "reference"]
-    assert set(table["device"]) == {"cpu"}
-    assert set(table["operation"]) == {"sum_range"}
-    assert all(len(d) >= 30 for d in table["data"])
+    assert set(table["device"]) == {"cpu"} and set(table["operation"]) == {"sum_range"}
     assert (table["q1"] <= table["median"]).all() and (table["median"] <= table["q3"]).all()
+    run = inputs.runs.iloc[0]
+    # A plain pytest-benchmark run records the CPU and kernel but none of the suite's facts.
+    assert run["cpu_model"] != "not recorded" and run["kernel"] != "not recorded"
+    assert (run["torch"], run["gpus"], run["torch_threads"]) == ("not recorded",) * 3
 
 
 def test_missing_optional_keys_are_tolerated(tmp_path: Path) -> None:
-    document = bench_document([("op", "cpu", "reference", timings(1e-3))])
+    document = bench_document([("op", "cpu", "reference", [1e-3])])
     del document["machine_info"], document["commit_info"], document["version"]
     benchmark = document["benchmarks"][0]
     for key in ("params", "extra_info", "group", "fullname", "param", "options"):
         del benchmark[key]
-    for key in ("iqr", "mean", "stddev", "data"):
+    for key in ("iqr", "mean", "stddev"):
         del benchmark["stats"][key]
-    row = load_inputs([write_json(tmp_path, "bare.json", document)]).benchmarks.iloc[0]
+    inputs = load_inputs([write_json(tmp_path, "bare.json", document)])
+    row = inputs.benchmarks.iloc[0]
     assert (row["device"], row["impl"], row["commit"]) == ("cpu", "reference", "unknown")
     assert re.fullmatch(r"unknown-[0-9a-f]{8}", row["machine"]), row["machine"]
-    assert row["data"] is None
+    assert set(inputs.runs.iloc[0][["cpu_model", "kernel", "gpus"]]) == {"not recorded"}
 
 
 @pytest.mark.parametrize(
@@ -258,8 +135,20 @@ def test_bad_file_gives_an_error_naming_it(tmp_path: Path, content: str, expecte
     assert str(path) in str(caught.value)
 
 
+def test_corrupt_gzip_error_ends_with_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "history" / "lab" / "20261120T100000Z-aaaaaaaa.json.gz"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(gzip.compress(b'{"benchmarks": []}')[:-6])
+    with pytest.raises(ReportInputError) as caught:
+        load_inputs([tmp_path])
+    message = str(caught.value)
+    assert message.startswith(str(path)) and "gzip" in message
+    assert message.endswith("and run `dqnbench report` again"), message
+    assert f"git checkout -- {path}" in message
+
+
 def test_broken_file_inside_a_folder_is_still_an_error_but_foreign_json_is_ignored(tmp_path: Path) -> None:
-    write_json(tmp_path, "run.json", bench_document([("op", "cpu", "reference", timings(1e-3))]))
+    write_json(tmp_path, "run.json", bench_document([("op", "cpu", "reference", [1e-3])]))
     config = write_json(tmp_path, "train/config.json", {"batch_size": 128})
     inputs = load_inputs([tmp_path, tmp_path / "run.json"])
     assert inputs.ignored == (config,)
@@ -270,8 +159,21 @@ def test_broken_file_inside_a_folder_is_still_an_error_but_foreign_json_is_ignor
         load_inputs([tmp_path])
 
 
+def test_a_results_root_reads_its_stores_and_names_the_folders_it_left_out(tmp_path: Path) -> None:
+    run = bench_document([("op", "cpu", "reference", [1e-3])])
+    write_json(tmp_path, "history/lab/1.json", run)
+    write_json(tmp_path, "history/lab/ab/verdict.json", bench_document([("op", "cpu", "fast", [1e-3])]))
+    write_json(tmp_path, "stability/triple/run-1.json", run)
+    write_json(tmp_path, "old-report/data.json", {"x": 1})
+    inputs = load_inputs([tmp_path])
+    assert inputs.benchmarks["source"].tolist() == [str(tmp_path / "history/lab/1.json")]
+    assert [p.name for p in inputs.skipped_folders] == ["old-report", "stability"]
+    assert "2 folders beside the stores (old-report and stability) were not read" in results_text([tmp_path])
+    assert len(load_inputs([tmp_path / "stability"]).benchmarks) == 1, "a folder named itself is read"
+
+
 def test_mixed_pytest_benchmark_versions_are_refused_naming_both_files(tmp_path: Path) -> None:
-    entries = [("op", "cpu", "reference", timings(1e-3))]
+    entries = [("op", "cpu", "reference", [1e-3])]
     old = write_json(tmp_path, "old.json", bench_document(entries, version="4.0.0"))
     new = write_json(tmp_path, "new.json", bench_document(entries, version="5.1.0"))
     with pytest.raises(ReportInputError, match="mixed versions") as caught:
@@ -290,8 +192,7 @@ def test_missing_path_and_bad_training_csv_are_named(tmp_path: Path) -> None:
 
 
 def test_benchmark_suite_layout_subject_parameter_names_the_implementation(tmp_path: Path) -> None:
-    """benchmarks/ parametrizes `subject` (the implementation) and `batch_size`, and records a machine id."""
-    document = bench_document([("forward", "cpu", "fast", timings(1e-3))])
+    document = bench_document([("forward", "cpu", "fast", [1e-3])])
     benchmark = document["benchmarks"][0]
     benchmark["params"] = {"subject": "fast", "device": "cpu", "batch_size": 128}
     benchmark["extra_info"] = {"impl": "fast", "device": "cpu"}
@@ -300,28 +201,88 @@ def test_benchmark_suite_layout_subject_parameter_names_the_implementation(tmp_p
     assert (row["impl"], row["operation"], row["machine"]) == ("fast", "forward[batch_size=128]", "ci-runner")
 
 
+def test_both_conformance_formats_are_read(tmp_path: Path) -> None:
+    paths = [
+        write_json(tmp_path, "ref.json", conformance_document("reference")),
+        write_json(tmp_path, "sb3.json", conformance_document("sb3", failed=["target_sync"], schema=False)),
+    ]
+    table = load_inputs(paths).conformance
+    failed = table[table["outcome"] == "failed"].iloc[0]
+    assert (failed["implementation"], failed["check"], bool(failed["by_design"])) == ("sb3", "target_sync", True)
+    assert "expected 1.0, got 0.5" in failed["message"], "the newer format's `reason` is the message"
+    text = results_text(paths)
+    assert "`reference` 5 passed, 0 failed, 0 skipped" in text
+    assert "`sb3` 4 passed, 1 failed, 0 skipped (1 of the failures by design)" in text
+
+
 # ---- statistics ----------------------------------------------------------------------------------------------
 
 
-def _row(document: dict[str, Any], tmp_path: Path, name: str) -> pd.Series:
-    return load_inputs([write_json(tmp_path, name, document)]).benchmarks.iloc[0]
+def test_no_interval_from_fewer_than_three_values() -> None:
+    assert all(np.isnan(bootstrap_interval(np.array(values))).all() for values in ([1.0], [1.0, 2.0]))
+    low, high = bootstrap_interval(np.array([1.0, 1.1, 0.9, 1.05]))
+    assert 0.9 <= low < high <= 1.1
 
 
-@pytest.mark.parametrize("keep_data", [True, False], ids=["raw", "iqr"])
-def test_median_ratio_interval_covers_the_true_ratio_and_names_its_method(tmp_path: Path, keep_data: bool) -> None:
-    slow = _row(
-        bench_document([("op", "cpu", "reference", timings(20e-3, seed=1))], keep_data=keep_data), tmp_path, "a"
+def _pair_run(tmp_path: Path, name: str, ref: list[float], fast: list[float], **options: Any) -> Path:
+    return write_json(
+        tmp_path, name, bench_document([("op", "cpu", "reference", ref), ("op", "cpu", "fast", fast)], **options)
     )
-    quick = _row(
-        bench_document([("op", "cpu", "reference", timings(1e-3, seed=2))], keep_data=keep_data), tmp_path, "b"
-    )
-    ratio = median_ratio(slow, quick)
-    assert ratio.method == ("raw" if keep_data else "iqr")
-    assert ratio.low < 20 < ratio.high, f"95% CI {ratio.low:.3f}–{ratio.high:.3f} should contain the true ratio 20"
-    assert ratio.high - ratio.low < 2, f"CI width {ratio.high - ratio.low:.3f} is too wide for 200 rounds at 5% spread"
-    assert not ratio.within_noise
-    same = median_ratio(slow, _row(bench_document([("op", "cpu", "x", timings(20e-3, seed=3))]), tmp_path, "c"))
-    assert same.within_noise, f"same distribution judged different: {same}"
+
+
+def test_speed_up_interval_comes_from_passes_not_rounds(tmp_path: Path) -> None:
+    """Same medians and round counts: steady passes give a narrow interval, wandering passes a wide one."""
+    steady = _pair_run(tmp_path, "steady.json", passes(2e-3, 0.01, seed=1), passes(1e-3, 0.01, seed=2))
+    wander = _pair_run(tmp_path, "wander.json", passes(2e-3, 0.3, seed=1), passes(1e-3, 0.3, seed=2))
+    narrow, wide = (comparisons(load_inputs([p]).benchmarks, "impl").iloc[0] for p in (steady, wander))
+    assert narrow["values"] == wide["values"] == 10 and narrow["unit"] == "passes"
+    assert narrow["low"] < 2.0 < narrow["high"] and narrow["high"] - narrow["low"] < 0.1
+    assert wide["high"] - wide["low"] > 5 * (narrow["high"] - narrow["low"])
+
+
+def test_distinguishable_and_matters_are_separate(tmp_path: Path) -> None:
+    def row(name: str, ref: list[float], fast: list[float]) -> dict[str, Any]:
+        return dict(comparisons(load_inputs([_pair_run(tmp_path, name, ref, fast)]).benchmarks, "impl").iloc[0])
+
+    # Clearly faster, but by less than the 10% threshold; beyond the threshold, but the passes disagree.
+    small_sure = row("small.json", passes(1.05e-3, 0.005, seed=1), passes(1e-3, 0.005, seed=2))
+    large_unsure = row("large.json", [x * 1e-3 for x in (1.3, 0.6, 2.0, 0.9, 1.6, 0.7, 1.9)], [1e-3] * 7)
+    assert (small_sure["distinguishable"], small_sure["matters"]) == (True, False)
+    assert (large_unsure["distinguishable"], large_unsure["matters"]) == (False, True)
+    single = _pair_run(tmp_path, "single.json", [2e-3], [1e-3])
+    text = results_text([single])
+    assert "2.00× (no interval: 1 run)" in text and "op 2.00× (-)" in text
+
+
+def test_runs_of_the_newest_commit_pool_their_passes_and_older_commits_do_not_count(tmp_path: Path) -> None:
+    old = _pair_run(tmp_path, "old.json", [5e-3] * 3, [1e-3] * 3, commit="1" * 40, when="2026-11-19T10:00:00+00:00")
+    paths = [old] + [
+        _pair_run(
+            tmp_path,
+            f"new{i}.json",
+            passes(2e-3, 0.02, 3, seed=i),
+            passes(1e-3, 0.02, 3, seed=9 + i),
+            commit="2" * 40,
+            when=f"2026-11-20T1{i}:00:00+00:00",
+        )
+        for i in range(2)
+    ]
+    row = comparisons(load_inputs(paths).benchmarks, "impl").iloc[0]
+    assert (row["values"], row["runs"], row["commit"]) == (6, 2, "2222222222")
+    assert 1.9 < row["ratio"] < 2.1
+
+
+def test_cuda_and_cpu_runs_made_apart_are_compared_without_an_interval(tmp_path: Path) -> None:
+    cpu = write_json(tmp_path, "cpu.json", bench_document([("op", "cpu", "reference", [30e-3])], gpus=["H1"]))
+    cuda = write_json(
+        tmp_path, "cuda.json",
+        bench_document([("op", "cuda", "reference", [1e-3])], gpus=["H1"], when="2026-11-20T11:00:00+00:00"),
+    )  # fmt: skip
+    row = comparisons(load_inputs([cpu, cuda]).benchmarks, "device").iloc[0]
+    assert (round(row["ratio"], 6), row["unit"], bool(np.isnan(row["low"]))) == (30.0, "separate runs", True)
+    text = results_text([cpu, cuda])
+    assert re.search(r"\*\*CUDA vs CPU\*\* \(lab-1-\w+: H1 against Test CPU, 4 cores\)", text), text
+    assert "30.0× (-)" in text
 
 
 def test_operations_are_ordered_by_batch_size_value_not_text() -> None:
@@ -334,257 +295,116 @@ def test_operations_are_ordered_by_batch_size_value_not_text() -> None:
     ]
 
 
-def test_history_marks_a_run_beyond_the_previous_iqr_as_regression(tmp_path: Path) -> None:
-    runs = [
-        bench_document(
-            [("op", "cpu", "reference", timings(m, seed=i))], when=f"2026-11-2{i}T10:00:00+00:00", commit=str(i) * 40
-        )
-        for i, m in enumerate([1e-3, 1.01e-3, 1.5e-3, 1.0e-3])
-    ]
-    trend = history(load_inputs([write_json(tmp_path, f"{i}.json", r) for i, r in enumerate(runs)]).benchmarks)
-    assert list(trend["change"]) == ["", "", "regression", "improvement"]
+# ---- history verdicts ----------------------------------------------------------------------------------------
 
 
-def test_history_uses_the_gate_threshold_not_just_disjoint_iqrs(tmp_path: Path) -> None:
-    runs = [
-        bench_document(
-            [("op", "cpu", "reference", timings(m, rel_spread=0.002, seed=i))], when=f"2026-11-2{i}T10:00:00+00:00"
+def _history_paths(tmp_path: Path, medians: list[float], commits: str, kernels: str = "") -> list[Path]:
+    return [
+        write_json(
+            tmp_path,
+            f"{i}.json",
+            bench_document(
+                [("op", "cpu", "reference", [m])],
+                when=f"2026-11-2{i}T10:00:00+00:00",
+                commit=c * 40,
+                kernel=kernels[i] if kernels else "6.18",
+            ),
         )
-        for i, m in enumerate([1e-3, 1.05e-3, 1.5e-3])
+        for i, (m, c) in enumerate(zip(medians, commits, strict=True))
     ]
-    bench = load_inputs([write_json(tmp_path, f"{i}.json", r) for i, r in enumerate(runs)]).benchmarks
-    assert list(history(bench)["change"]) == ["", "", "regression"], "5% is below the default 10% threshold"
+
+
+def _changes(paths: list[Path], limits: Thresholds | None = None) -> list[str]:
+    inputs = load_inputs(paths)
+    return list(history(inputs.benchmarks, inputs.runs, limits)["change"])
+
+
+def test_same_commit_pairs_are_never_regressions_and_machine_changes_are_breaks(tmp_path: Path) -> None:
+    assert _changes(_history_paths(tmp_path / "a", [1e-3, 1.5e-3, 1.0e-3], "123")) == ["", "regression", "improvement"]
+    assert _changes(_history_paths(tmp_path / "b", [1e-3, 1.5e-3, 1.0e-3], "112")) == ["", SAME_COMMIT, "improvement"]
+    assert _changes(_history_paths(tmp_path / "c", [1e-3, 1.5e-3, 1.5e-3], "123", "xyy")) == ["", BREAK, ""]
+
+
+def test_history_uses_the_gate_threshold(tmp_path: Path) -> None:
+    paths = _history_paths(tmp_path, [1e-3, 1.15e-3, 1.5e-3], "123")
+    assert _changes(paths) == ["", "regression", "regression"]
     lenient = tmp_path / "thresholds.toml"
     lenient.write_text('default = 0.10\n[benchmarks]\n"test_op*" = 0.60\n')
-    assert list(history(bench, thresholds(lenient))["change"]) == ["", "", ""], "a 43% rise is allowed at 60%"
-    strict = tmp_path / "strict.toml"
-    strict.write_text("default = 0.02\n")
-    assert list(history(bench, thresholds(strict))["change"]) == ["", "regression", "regression"]
+    assert _changes(paths, thresholds(lenient)) == ["", "", ""], "a 30% rise is allowed at 60%"
 
 
-def test_quick_runs_never_count_as_differences_and_stay_out_of_history(tmp_path: Path) -> None:
-    entries = [("op", "cpu", "reference", timings(30e-3, n=1)), ("op", "cuda", "reference", timings(1e-3, n=1))]
-    path = write_json(tmp_path, "quick.json", bench_document(entries, quick=True, keep_data=False))
+def test_history_prose_states_the_newest_verdict_and_what_was_not_counted(tmp_path: Path) -> None:
+    clean = results_text(_history_paths(tmp_path / "clean", [1e-3, 1.01e-3, 1.5e-3, 1.5e-3], "1223"))
+    slowed = results_text(_history_paths(tmp_path / "slowed", [1e-3, 1.5e-3, 1.5e-3, 2.5e-3], "1123"))
+    moved = results_text(_history_paths(tmp_path / "moved", [1e-3, 1.0e-3, 2e-3], "123", "xxy"))
+    assert "showed no regression against 2222222 (1 benchmark compared)" in clean
+    assert "1 further such difference occurred between runs of one commit and was not counted" in clean
+    assert "showed 1 of 1 benchmark slower than at 2222222: op (reference, cpu)" in slowed
+    assert re.search(r"\*\*Regressions\*\* \(lab-1-\w+, newest run, commit 3333333\): 1 of 1 benchmark slower", slowed)
+    assert "The machine changed once" in moved
+    assert "not compared with 2222222: the machine changed (kernel x → y)" in moved
+
+
+def test_quick_runs_stay_out_of_comparisons_and_history(tmp_path: Path) -> None:
+    entries = [("op", "cpu", "reference", [30e-3]), ("op", "cpu", "fast", [1e-3])]
+    path = write_json(tmp_path, "quick.json", bench_document(entries, quick=True))
     text = results_text([path])
-    assert "cannot be told apart from the CPU timing beyond the measurement noise" in text
-    assert f"fewer than {FEW_ROUNDS} rounds" in text
     assert "1 run was a `--quick` smoke run" in text
-    assert history(load_inputs([path]).benchmarks).empty
+    assert "were never measured in the same run" in text or "not measured side by side" in text
+    inputs = load_inputs([path])
+    assert history(inputs.benchmarks, inputs.runs).empty
 
 
 # ---- prose follows the data ----------------------------------------------------------------------------------
 
 
-def _cpu_cuda_text(tmp_path: Path, cuda_median: float, keep_data: bool = True) -> str:
-    cpu = bench_document([("optimize_step", "cpu", "reference", timings(30e-3, seed=1))], keep_data=keep_data)
-    cuda = bench_document(
-        [("optimize_step", "cuda", "reference", timings(cuda_median, seed=2))],
-        keep_data=keep_data,
-        when="2026-11-20T11:00:00+00:00",
-    )
-    paths = [write_json(tmp_path, "cpu.json", cpu), write_json(tmp_path, "cuda.json", cuda)]
-    return "\n".join(device_section(load_inputs(paths).benchmarks, Numbering()).paragraphs)
-
-
-def test_cpu_cuda_prose_states_speed_up_with_interval(tmp_path: Path) -> None:
-    text = _cpu_cuda_text(tmp_path, 30e-3 / 23.4)
-    match = re.search(
-        r"the CUDA optimize step is ([\d.]+) times faster \(95% CI ([\d.]+)–([\d.]+)\) than on the CPU", text
-    )
-    assert match, text
-    value, low, high = map(float, match.groups())
-    assert abs(value - 23.4) < 1.0 and low < 23.4 < high
-    assert "from the raw per-round timings" in text
-    assert "CUDA was faster beyond noise in 1 of 1" in text
-
-
-def test_cpu_cuda_prose_changes_with_the_data(tmp_path: Path) -> None:
-    faster = _cpu_cuda_text(tmp_path / "a", 1e-3)
-    equal = _cpu_cuda_text(tmp_path / "b", 30e-3)
-    slower = _cpu_cuda_text(tmp_path / "c", 90e-3, keep_data=False)
-    assert "times faster" in faster and "within noise" not in faster
-    assert "cannot be told apart from the CPU timing beyond the measurement noise" in equal
-    assert "times faster" not in equal
-    assert "interquartile ranges overlap" in equal
-    assert re.search(r"is 3\.\d+ times slower \(95% CI", slower), slower
-    assert "raw timings were not saved" in slower and "optimistic" in slower
-
-
-def test_cpu_cuda_prose_names_both_extremes(tmp_path: Path) -> None:
-    entries = [
-        ("optimize_step", "cpu", "reference", timings(30e-3, seed=1)),
-        ("optimize_step", "cuda", "reference", timings(1.5e-3, seed=2)),
-        ("replay_sample", "cpu", "reference", timings(1e-3, seed=3)),
-        ("replay_sample", "cuda", "reference", timings(2e-3, seed=4)),
-    ]
-    text = results_text([write_json(tmp_path, "gpu.json", bench_document(entries))])
-    assert re.search(r"As Figure 1 shows, the CUDA optimize step is (19|20|21)\.\d times faster", text), text
-    assert re.search(r"At the other end, the CUDA replay sample is (1\.9\d|2\.0\d) times slower", text), text
-    assert "faster beyond noise in 1 of 2 comparisons" in text and "slower in 1 (replay sample)" in text
-
-
-def test_cuda_run_without_a_cpu_counterpart_is_stated(tmp_path: Path) -> None:
-    path = write_json(tmp_path, "gpu.json", bench_document([("op", "cuda", "reference", timings(1e-4))]))
-    assert "CUDA measurements were supplied, but none matches a CPU measurement" in results_text([path])
-
-
-def test_missing_cuda_run_is_stated_not_fatal(tmp_path: Path) -> None:
-    path = write_json(tmp_path, "cpu.json", bench_document([("op", "cpu", "reference", timings(1e-3))]))
-    text = results_text([path])
-    assert "No CUDA run was among the inputs" in text
-    assert re.search(r"all measurements came from the CPU of lab-1-[0-9a-f]{8}\)", text), text
-
-
-def test_implementation_prose_counts_faster_slower_and_noise(tmp_path: Path) -> None:
-    entries = [
-        ("forward", "cpu", "reference", timings(8e-3, seed=1)),
-        ("forward", "cpu", "fast", timings(2e-3, seed=2)),
-        ("sample", "cpu", "reference", timings(1e-3, seed=3)),
-        ("sample", "cpu", "fast", timings(1e-3, seed=4)),
-        ("push", "cpu", "reference", timings(1e-5, seed=5)),
-        ("push", "cpu", "fast", timings(3e-5, seed=6)),
-        ("forward", "cpu", "mine", timings(8e-3, seed=7)),
-        ("push", "cpu", "mine", timings(5e-5, seed=8)),
-    ]
-    text = results_text([write_json(tmp_path, "run.json", bench_document(entries))])
-    assert "Table 1 sets the fast and mine implementations side by side with the reference implementation on 3" in text
-    assert "fast was faster beyond noise in 1 of 3 comparisons (by a factor of 4" in text
-    assert "slower in 1 (push)" in text and "within noise in 1 (sample)" in text
-    assert re.search(r"The largest difference is in forward, where fast is 4\.\d+ times faster", text)
-    assert "Compared with the reference, mine was slower in 1 (push) and within noise in 1 (forward)." in text
-    assert re.search(r"The largest difference is in push, where mine is [45]\.\d+ times slower", text), text
-
-
-def _with_passes(document: dict[str, Any], medians: dict[str, list[float]]) -> dict[str, Any]:
-    """`document` as a run timed in passes: each benchmark's `pass_medians_s`, by operation name."""
-    for bench in document["benchmarks"]:
-        bench["extra_info"]["pass_medians_s"] = medians[bench["name"].split("[")[0].removeprefix("test_")]
-    return document
-
-
-def test_passes_show_how_the_machines_speed_moved_within_the_newest_run(tmp_path: Path) -> None:
-    entries = [("push", "cpu", "reference", timings(2e-5, seed=1)), ("sample", "cpu", "fast", timings(1e-3, seed=2))]
-    # Both slower in pass 2: the machine; the sample alone far slower in pass 3.
-    older = _with_passes(bench_document(entries), {"push": [1e-5, 9e-5], "sample": [1e-3, 9e-3]})
-    newest = _with_passes(
-        bench_document(entries, when="2026-11-21T10:00:00+00:00", commit="b" * 40),
-        {"push": [2e-5, 2.4e-5, 2e-5], "sample": [1e-3, 1.2e-3, 1.5e-3]},
-    )
-    paths = [write_json(tmp_path, "older.json", older), write_json(tmp_path, "newest.json", newest)]
-    sections = {s.title: s for s in build_sections(load_inputs(paths), limits=Thresholds())}
-    text = " ".join(sections["Passes within a run"].paragraphs)
-    push, sample = (float(np.median(timings(m, seed=seed))) for m, seed in ((2e-5, 1), (1e-3, 2)))
-    assert "2026-11-21 10:00 UTC, commit bbbbbbb) went over its 2 benchmarks 3 times" in text, text
-    # The median over the two benchmarks per pass; its lowest and highest pass.
-    common = [np.median([2e-5 / push, 1e-3 / sample]), np.median([2.4e-5 / push, 1.2e-3 / sample])]
-    assert f"the median pass ran from {common[0] - 1:+.1%} (pass 1) to" in text, text
-    assert f"the largest single deviation was {1.5e-3 / sample - 1:+.1%}, sample (fast, cpu) in pass 3" in text, text
-    table = sections["Passes within a run"].tables[0]
-    assert [row[:2] for row in table.rows] == [["sample", "fast"], ["push", "reference"]]  # widest spread first
-    assert table.rows[0][4] == f"{1.5 / 1.0 - 1:.1%}"
-    assert len(sections["Passes within a run"].figures) == 1
-
-
-def test_a_report_without_runs_in_passes_says_so_and_quick_runs_do_not_count(tmp_path: Path) -> None:
-    entries = [("push", "cpu", "reference", timings(2e-5))]
-    quick = _with_passes(bench_document(entries, quick=True), {"push": [2e-5, 4e-5]})
-    paths = [write_json(tmp_path, "plain.json", bench_document(entries)), write_json(tmp_path, "quick.json", quick)]
-    assert "No run among the inputs was timed in passes (`pytest benchmarks --passes=N`" in results_text(paths)
-
-
-def test_implementation_table_shows_each_first_call_apart_from_the_steady_state(tmp_path: Path) -> None:
-    document = bench_document([
-        ("optimize", "cpu", "reference", timings(36e-3, seed=1)),
-        ("optimize", "cpu", "fast-compiled", timings(30e-3, seed=2)),
-        ("forward", "cpu", "reference", timings(8e-3, seed=3)),
-        ("forward", "cpu", "fast-compiled", timings(7e-3, seed=4)),
-    ])  # fmt: skip
-    first_calls = {
-        ("optimize", "reference"): 67.0,
-        ("optimize", "fast-compiled"): 11040.0,
-        ("forward", "reference"): 20.0,
-    }
-    for benchmark in document["benchmarks"]:
-        key = (benchmark["name"].split("[")[0].removeprefix("test_"), benchmark["params"]["impl"])
-        if key in first_calls:
-            benchmark["extra_info"]["first_call_ms"] = first_calls[key]
-    sections = build_sections(load_inputs([write_json(tmp_path, "run.json", document)]), limits=Thresholds())
-    table = next(t for s in sections for t in s.tables if "First call" in t.header)
-    rows = {row[0]: row[-1] for row in table.rows}
-    assert rows == {"forward": "20.0 ms / not recorded", "optimize": "67.0 ms / 11.0 s"}, rows
-
-
-def test_history_prose_reports_regression_only_when_present(tmp_path: Path) -> None:
-    def text_for(medians: list[float], folder: str, rel_spread: float = 0.05) -> str:
-        paths = [
-            write_json(
-                tmp_path / folder,
-                f"{i}.json",
-                bench_document(
-                    [("op", "cpu", "reference", timings(m, rel_spread=rel_spread, seed=i))],
-                    when=f"2026-11-2{i}T10:00:00+00:00",
-                    commit=f"{i}" * 40,
-                ),
-            )
-            for i, m in enumerate(medians)
-        ]
-        return results_text(paths)
-
-    steady = text_for([1e-3, 1.005e-3, 0.998e-3], "steady")
-    slowed = text_for([1e-3, 1.005e-3, 1.6e-3], "slowed")
-    noisy = text_for([1e-3, 1.6e-3], "noisy", rel_spread=0.8)
-    assert "no run was slower than its predecessor beyond the measured spread" in steady
+def test_implementation_prose_changes_with_the_data(tmp_path: Path) -> None:
+    faster = results_text([_pair_run(tmp_path, "f.json", passes(4e-3, seed=1), passes(1e-3, seed=2))])
+    equal = results_text([_pair_run(tmp_path, "e.json", passes(1e-3, 0.05, seed=1), passes(1e-3, 0.05, seed=2))])
+    slower = results_text([_pair_run(tmp_path, "s.json", passes(1e-3, seed=1), passes(3e-3, seed=2))])
+    assert re.search(r"The interval excluded 1 in 1 of them \(1 faster, 0 slower\), and 1 of those lay beyond", faster)
     assert re.search(
-        r"the largest rise between consecutive runs, \+0\.\d% in op · cpu · reference, stays below its 10% "
-        r"threshold",
-        steady,
-    ), steady
-    assert re.search(
-        r"largest rise between consecutive runs, \+[4-7]\d\.\d% in op · cpu · reference, is within the "
-        r"measured spread \(the interquartile ranges overlap\)",
-        noisy,
-    ), noisy
-    assert (
-        "median exceeds that of the run before it on the same machine by more than the threshold (10% by default)"
-        in steady
+        r"\*\*Fast vs reference\*\* \(CPU, lab-1-\w+, commit aaaaaaa\): op 4\.0\d× \(3\.\d+–4\.\d+\)", faster
     )
+    assert "The interval excluded 1 in 0 of them" in equal
+    assert re.search(r"op 0\.33\d× \(0\.3\d+–0\.3\d+\)", slower), slower
+    assert "(0 faster, 1 slower)" in slower
+
+
+def test_learning_finds_the_current_tuned_configuration_and_ends_each_seed_at_its_own_end(tmp_path: Path) -> None:
+    # Seeds of different lengths: the final means are each seed's own last 100 episodes.
+    write_sweep(tmp_path, "v5", 240, episodes=[300, 200, 250], config=tuned_config(), evaluations=[500.0, 480.0, None])
+    write_sweep(tmp_path, "tuned", 30, config=tuned_config(batch_size=32, learning_rate=2.5e-4))
+    write_sweep(tmp_path, "baseline", 35, config=json.loads(json.dumps(dataclasses.asdict(SEED_CONFIG), default=str)))
+    inputs = load_inputs([tmp_path])
+    table = summary(inputs.training, inputs.sweeps).set_index("sweep")
+    assert (table.loc["v5", "role"], table.loc["tuned", "role"]) == ("current", "superseded")
+    assert table.loc["v5", "min_final"] > 200, "a seed cut to the shortest seed's length would end lower"
+    text = results_text([tmp_path])
     assert re.search(
-        r"1 regression occurred \(op · cpu · reference\); the largest, .* commit 2222222222, raised the "
-        r"median by \+5\d\.\d%",
-        slowed,
-    ), slowed
+        r"current tuned configuration \(`v5`, 3 seeds, .*\) reached the 195 threshold on 3 of 3 seeds", text
+    )
+    assert "The final greedy evaluation averaged 490.0 (mean of 2 seeds)." in text
+    assert "greedy evaluation: 490.0 (mean of 2 seeds)" in text
+    assert "`tuned` holds a configuration that the code's `tuned` configuration has since replaced" in text
+    assert "The seed configuration (`baseline`) ended at an IQM of" in text and "did not overlap" in text
 
 
-def test_learning_prose_separates_a_real_difference_from_seed_noise(tmp_path: Path) -> None:
-    def text_for(levels: dict[str, float], spread: float) -> str:
-        folder = tmp_path / f"{'-'.join(map(str, levels.values()))}-{spread}"
-        for name, level in levels.items():
-            write_sweep(folder, name, level, spread=spread)
-        training = load_inputs([folder]).training
-        return "\n".join(learning_section(training, Numbering(), 195.0, 100).paragraphs)
-
-    clear = text_for({"seed_config": 30, "tuned": 240}, spread=5)
-    close = text_for({"seed_config": 100, "tuned": 101}, spread=30)
-    assert "`tuned` ends higher than `seed_config`" in clear and "do not overlap" in clear
-    assert "3 of 3 reached the 195-step threshold" in clear and "0 of 3 reached" in clear
-    assert "within seed-to-seed variation" in close
-    assert "different numbers of episodes" not in clear
-
-
-def test_single_seed_states_that_no_interval_is_possible(tmp_path: Path) -> None:
-    write_sweep(tmp_path, "solo", 50, seeds=1)
-    assert "a single seed, so no interval can be given" in results_text([tmp_path])
-
-
-def test_short_and_uneven_seeds_are_stated(tmp_path: Path) -> None:
-    write_sweep(tmp_path / "a", "uneven", 50, seeds=1, episodes=60)
-    write_sweep(tmp_path / "b", "uneven", 50, seeds=1, episodes=80)
-    (tmp_path / "b" / "uneven" / "seed0").rename(tmp_path / "a" / "uneven" / "seed1")
+def test_learning_counts_the_seeds_that_never_reached_the_threshold(tmp_path: Path) -> None:
+    write_sweep(tmp_path / "a", "v5", 240, seeds=1, config=tuned_config())
+    write_sweep(tmp_path / "b", "v5", 60, seeds=2, config=tuned_config())
+    for seed in (0, 1):
+        (tmp_path / "b" / "v5" / f"seed{seed}").rename(tmp_path / "a" / "v5" / f"seed{seed + 1}")
     text = results_text([tmp_path / "a"])
-    assert "after 60 episodes" in text and "its seeds ran 60 to 80 episodes, so the curves are cut" in text
-    assert "with fewer than 100 episodes the mean is over all episodes run" in text
-    write_sweep(tmp_path / "a", "longer", 50, seeds=2, episodes=120)
-    assert "The two ran for different numbers of episodes (120 and 60)" in results_text([tmp_path / "a"])
+    assert "reached the 195 threshold on 1 of 3 seeds" in text and "2 did not reach it within its budget" in text
+    assert "No final greedy evaluation was recorded." in text and "greedy evaluation: not evaluated" in text
+
+
+def test_learning_without_a_tuned_run_or_with_one_seed_says_so(tmp_path: Path) -> None:
+    write_sweep(tmp_path, "solo", 50, seeds=1)
+    text = results_text([tmp_path])
+    assert "None of the stored configurations equals the current tuned configuration." in text
+    assert role("solo", None) == ("other", "")
 
 
 def test_conformance_prose_names_failures(tmp_path: Path) -> None:
@@ -593,223 +413,92 @@ def test_conformance_prose_names_failures(tmp_path: Path) -> None:
         write_json(tmp_path, "sb3.json", conformance_document("sb3", failed=["target_sync"], skipped=["conv_sizes"])),
     ]
     text = results_text(paths)
-    assert "`reference` passed all 5 checks it ran." in text
-    assert "`sb3` passed 3 of 4 checks and failed 1 (target_sync), skipping 1 check" in text
+    assert "`sb3` 3 passed, 1 failed, 1 skipped" in text
+    assert "Table 1 quotes the message of each failure." in text
 
 
 def test_the_newest_conformance_result_wins_whatever_the_file_names(tmp_path: Path) -> None:
     fixed = conformance_document("mine")
-    # The newest run left target_sync out (a -k subset): its old failure must not be carried over.
     fixed = {**fixed, "created": "2026-11-26T16:00:00+01:00", "results": fixed["results"][:1] + fixed["results"][2:]}
     broken = {**conformance_document("mine", failed=["target_sync"]), "created": "2026-11-26T05:00:00Z"}
-    # The older result sorts last by name, and the times use different offsets: `created` is read as a time.
     paths = [write_json(tmp_path, "a-new.json", fixed), write_json(tmp_path, "z-old.json", broken)]
     text = results_text(paths)
-    assert "`mine` passed all 4 checks it ran." in text and "target_sync" not in text, text
+    assert "`mine` 4 passed, 0 failed, 0 skipped" in text and "target_sync" not in text, text
 
 
-# ---- the report folder ---------------------------------------------------------------------------------------
+def test_prose_has_no_doubled_signs_or_bad_plurals(tmp_path: Path) -> None:
+    write_json(
+        tmp_path, "run.json", bench_document([("op", "cpu", "reference", [1e-3]), ("op", "cpu", "fast", [2e-3])])
+    )
+    write_sweep(tmp_path, "solo", 50, seeds=1)
+    text = results_text([tmp_path])
+    assert not re.search(r"\+-|\+−|\(1 \w+s\)|\b1 seeds\b|\b1 runs\b", text), text
 
 
-@pytest.fixture
-def full_inputs(real_run: dict[str, Any], tmp_path: Path) -> list[Path]:
-    """Every kind of input: a real CPU run, a faked CUDA copy, a two-run history, conformance, two sweeps."""
-    results = tmp_path / "results"
-    cuda = with_cuda(real_run, factor=12.0)
-    cuda["datetime"] = "2099-01-01T00:00:00+00:00"
-    later = copy.deepcopy(real_run)
-    later["datetime"] = "2099-01-02T00:00:00+00:00"
-    write_json(results, "history/1.json", real_run)
-    write_json(results, "history/2.json", later)
-    write_json(results, "cuda.json", cuda)
-    write_json(results, "conformance/reference.json", conformance_document("reference"))
-    write_json(results, "conformance/mine.json", conformance_document("mine", failed=["bellman_targets"]))
-    write_sweep(results / "learning", "seed_config", 40)
-    write_sweep(results / "learning", "tuned", 190)
-    return [results]
+def test_history_prose_hedges_when_medians_fell_as_often_as_they_rose(tmp_path: Path) -> None:
+    alternating = results_text(_history_paths(tmp_path / "alt", [1e-3, 1.5e-3] * 4, "12345678"))
+    climbing = results_text(_history_paths(tmp_path / "up", [1e-3 * 1.5**i for i in range(8)], "12345678"))
+    assert "4 benchmark medians rose beyond the threshold and 3 fell beyond it" in alternating
+    assert "Nearly as many medians fell as rose, which suggests" in alternating
+    assert "7 benchmark medians rose beyond the threshold and 0 fell" in climbing
+    assert "Nearly as many" not in climbing
 
 
-def test_report_folder_has_every_figure_as_png_and_svg_and_a_self_contained_page(
-    full_inputs: list[Path], tmp_path: Path
-) -> None:
-    folder = build_report(full_inputs, out_root=tmp_path / "reports", name="full")
-    stems = {"cpu_vs_cuda", "implementations", "history", "learning_curves", "conformance"}
-    assert {p.name for p in folder.iterdir()} == {"index.html", "report.md"} | {
-        f"{s}.{ext}" for s in stems for ext in ("png", "svg")
+def test_a_stored_ab_result_for_the_newest_commit_gives_the_regression_verdict(tmp_path: Path) -> None:
+    paths = _history_paths(tmp_path / "history" / "lab", [1e-3, 1.0e-3, 1.0e-3], "123")
+    without = results_text(paths)
+    machine = load_inputs(paths).runs["machine"].iloc[0]
+    (tmp_path / "history" / "lab").rename(tmp_path / "history" / machine)
+    node = "benchmarks/test_x.py::test_op[reference-cpu]"
+    ab = {
+        "kind": "dqnbench-ab",
+        "baseline": {"commit": "2" * 40},
+        "candidate": {"commit": "3" * 40},
+        "benchmarks": {node: {"ratio": 1.2, "ci95": [1.1, 1.3], "verdict": "slower", "passes": 10}},
     }
-    page = (folder / "index.html").read_text()
-    sources = re.findall(r'<img src="([^"]{0,30})', page)
-    assert len(sources) == len(stems) and all(s.startswith("data:image/png;base64,") for s in sources)
-    assert not re.search(r"(src|href)=\"(https?:)?//", page), "the page must open offline"
-    markdown = (folder / "report.md").read_text()
-    for number in range(1, 6):
-        assert f"*Figure {number}.*" in markdown
-    assert "Table 1 compares the median time per call on the CPU and on CUDA" in markdown
-    assert not list((tmp_path / "reports").glob(".*")), "no staging folder may be left behind"
-
-
-def test_existing_report_is_never_overwritten(tmp_path: Path) -> None:
-    run = write_json(tmp_path, "run.json", bench_document([("op", "cpu", "reference", timings(1e-3))]))
-    folder = build_report([run], out_root=tmp_path / "reports", name="mine")
-    before = {p.name: p.read_bytes() for p in folder.iterdir()}
-    with pytest.raises(FileExistsError, match=f"{re.escape(str(folder))} already exists.*choose another --name"):
-        build_report([run], out_root=tmp_path / "reports", name="mine")
-    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
-
-
-def test_bad_input_writes_no_report(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.json"
-    bad.write_text("")
-    with pytest.raises(ReportInputError):
-        build_report([bad], out_root=tmp_path / "reports", name="x")
-    assert not (tmp_path / "reports" / "x").exists()
-
-
-def test_cli_writes_a_report_and_reports_bad_input_by_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    run = write_json(tmp_path, "run.json", bench_document([("op", "cpu", "reference", timings(1e-3))]))
-    assert main(["report", str(run), "--out", str(tmp_path / "reports"), "--name", "cli"]) == 0
-    assert (tmp_path / "reports" / "cli" / "index.html").is_file()
-    assert "reports/cli/index.html" in capsys.readouterr().out
-    assert main(["report", str(run), "--out", str(tmp_path / "reports"), "--name", "cli"]) == 2
-    assert "already exists" in capsys.readouterr().err
-    truncated = tmp_path / "cut.json"
-    truncated.write_text('{"benchmarks": [')
-    assert main(["report", str(truncated), "--out", str(tmp_path / "reports"), "--name", "cut"]) == 2
-    assert f"dqnbench report: error: {truncated}: not valid JSON" in capsys.readouterr().err
-
-
-def test_cli_without_runs_reports_everything_stored_under_the_out_folder(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    reports = tmp_path / "reports"
-    assert main(["report", "--out", str(reports), "--name", "empty"]) == 2
-    assert "no such file or folder" in capsys.readouterr().err
-    for day in (20, 21):
-        document = bench_document([("op", "cpu", "x", timings(1e-3))], when=f"2026-11-{day}T10:00:00+00:00")
-        write_json(reports, f"history/lab-1/202611{day}T100000Z-aaaaaaaa.json", document)
-    write_sweep(reports / "learning", "tuned", 100)
-    write_json(reports, "learning/tuned/summary.json", {"iqm_final_mean": 100})
-    lenient = tmp_path / "thresholds.toml"
-    lenient.write_text('default = 0.5\n[benchmarks]\n"test_op*" = 0.7\n')
-    argv = ["report", "--out", str(reports), "--name", "all", "--solved-at", "90", "--thresholds", str(lenient)]
-    assert main(argv) == 0
-    markdown = (reports / "all" / "report.md").read_text()
-    assert "3 of 3 reached the 90-step threshold" in markdown
-    assert "## Results\n\n### CPU and CUDA" in markdown and "### Learning curves" in markdown
-    assert "threshold (50% by default, 70% for `test_op*`)" in markdown
-    assert "1 JSON file found in the folders given was neither benchmark nor conformance results" in markdown
-
-
-def test_same_inputs_give_the_same_report(tmp_path: Path) -> None:
-    run = write_json(
-        tmp_path,
-        "run.json",
-        bench_document([("op", "cpu", "reference", timings(1e-3)), ("op", "cuda", "reference", timings(1e-4))]),
-    )
-    first = build_report([run], out_root=tmp_path / "one", name="same")
-    second = build_report([run], out_root=tmp_path / "two", name="same")
-    for name in ("report.md", "index.html", "cpu_vs_cuda.svg", "cpu_vs_cuda.png"):
-        assert (first / name).read_bytes() == (second / name).read_bytes(), f"{name} differs between identical runs"
-
-
-# ---- the page in a real browser ------------------------------------------------------------------------------
-
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-)
-# Injected into a copy of the page: records console errors and failed loads from the first moment, and after
-# `load` writes every image's natural size into the DOM that --dump-dom prints.
-PROBE = """<script>
-window.__errors = [];
-const __error = console.error;
-console.error = (...args) => { window.__errors.push(args.join(' ')); __error(...args); };
-window.addEventListener('error',
-  e => window.__errors.push('error: ' + (e.message || (e.target && e.target.src))), true);
-window.addEventListener('load', () => {
-  const out = document.createElement('pre');
-  out.id = 'probe';
-  out.textContent = JSON.stringify({
-    images: Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight]),
-    errors: window.__errors, title: document.title, figures: document.querySelectorAll('figure').length});
-  document.body.appendChild(out);
-});
-</script>"""
-
-
-def chromium_or_skip() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    if found is None:
-        reason = "Chromium is not installed (apt-get install chromium); the HTML report cannot be checked in a browser"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason}, and CI=true: .ci/run must install it")
-        pytest.skip(reason)
-    return found
-
-
-@pytest.mark.parametrize(("ci", "outcome"), [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])
-def test_missing_chromium_skips_locally_but_fails_in_ci(
-    monkeypatch: pytest.MonkeyPatch, ci: str, outcome: type[BaseException]
-) -> None:
-    monkeypatch.setattr(shutil, "which", lambda _name: None)
-    monkeypatch.setenv("CI", ci)
-    with pytest.raises(outcome, match="Chromium is not installed"):
-        chromium_or_skip()
-
-
-def run_chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    write_json(tmp_path / "history" / machine / "ab", "20261123T120000Z-22222222-vs-33333333.json", ab)
+    inputs = load_inputs([tmp_path / "history"])
+    assert len(inputs.ab) == 1 and inputs.ab[0].machine == machine
+    with_ab = results_text([tmp_path / "history"])
+    assert "no regression against 2222222" in without and "A/B gate," not in without
+    assert (
+        f"**Regressions** ({machine}, A/B gate, 3333333 against 2222222): 1 of 1 benchmark slower (test_op" in with_ab
     )
 
 
-def console_errors(stderr: str) -> list[str]:
-    """Chromium logs page console messages as `...:CONSOLE(line)] "text", source: ...`; keep error-level ones."""
-    return [line for line in stderr.splitlines() if "CONSOLE" in line and ":ERROR:" in line]
+def test_ab_results_where_the_gate_stores_them_are_read_as_verdicts(tmp_path: Path) -> None:
+    """`dqnbench bench ab` writes to `reports/ab/<machine>/` (bench.cli.AB_DIR): a results root reads them there."""
+    paths = _history_paths(tmp_path / "history" / "lab", [1e-3, 1.0e-3], "12")
+    machine = load_inputs(paths).runs["machine"].iloc[0]
+    (tmp_path / "history" / "lab").rename(tmp_path / "history" / machine)
+    ab = {
+        "kind": "dqnbench-ab",
+        "baseline": {"commit": "1" * 40},
+        "candidate": {"commit": "2" * 40},
+        "benchmarks": {"benchmarks/test_x.py::test_op[reference-cpu]": {"verdict": "same"}},
+    }
+    write_json(tmp_path / "ab" / machine, "20261123T120000Z-11111111-vs-22222222.json", ab)
+    inputs = load_inputs([tmp_path])
+    assert [(r.machine, r.candidate[:7]) for r in inputs.ab] == [(machine, "2222222")]
+    assert len(inputs.runs) == 2, "an A/B result was counted as a history run"
 
 
-@pytest.mark.slow
-def test_html_report_renders_in_headless_chromium(full_inputs: list[Path], tmp_path: Path) -> None:
-    binary = chromium_or_skip()
-    folder = build_report(full_inputs, out_root=tmp_path / "reports", name="browser")
-    page = (folder / "index.html").read_text()
-    probed = tmp_path / "probed.html"
-    probed.write_text(page.replace("<head>", "<head>" + PROBE, 1))
+def test_raw_rounds_never_change_a_number(tmp_path: Path) -> None:
+    """The history keeps per-run summaries: a run with its rounds (`stats["data"]`) and the same run without them
+    give the same comparisons and the same text."""
+    entries = [("op", "cpu", "reference", passes(2e-3, seed=1)), ("op", "cpu", "fast", passes(1e-3, seed=2))]
+    summary_only = bench_document(entries)
+    with_rounds = bench_document(entries)
+    for benchmark in with_rounds["benchmarks"]:
+        benchmark["stats"]["data"] = list(np.random.default_rng(0).uniform(0, 1, 500))  # nonsense on purpose
+    a, b = write_json(tmp_path / "a", "run.json", summary_only), write_json(tmp_path / "b", "run.json", with_rounds)
+    assert comparisons(load_inputs([a]).benchmarks, "impl").equals(comparisons(load_inputs([b]).benchmarks, "impl"))
+    assert results_text([a]).replace(str(a), "") == results_text([b]).replace(str(b), "")
 
-    dom = run_chromium(binary, tmp_path / "profile-dom", "--virtual-time-budget=10000", "--dump-dom", probed.as_uri())
-    assert dom.returncode == 0, f"chromium --dump-dom exited {dom.returncode}: {dom.stderr[-2000:]}"
-    found = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S)
-    assert found, f"the page's load event never fired; DOM tail: {dom.stdout[-1000:]!r}"
-    probe = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
-    assert probe["title"] == "dqnbench report: browser"
-    assert len(probe["images"]) == probe["figures"] == 5, probe
-    blank = [
-        i for i, (complete, width, height) in enumerate(probe["images"]) if not (complete and width > 0 and height > 0)
-    ]
-    assert not blank, f"images {blank} did not render (complete, naturalWidth, naturalHeight): {probe['images']}"
-    assert probe["errors"] == [] and console_errors(dom.stderr) == [], (probe["errors"], console_errors(dom.stderr))
 
-    screenshot = tmp_path / "report-screenshot.png"
-    shot = run_chromium(
-        binary,
-        tmp_path / "profile-shot",
-        "--window-size=1280,2400",
-        f"--screenshot={screenshot}",
-        (folder / "index.html").as_uri(),
-    )
-    assert shot.returncode == 0 and screenshot.is_file(), f"no screenshot: {shot.stderr[-2000:]}"
-    assert console_errors(shot.stderr) == []
-    # A blank page compresses to a few kB; a page of figures and tables does not.
-    assert screenshot.stat().st_size > 50_000, f"screenshot {screenshot} is only {screenshot.stat().st_size} bytes"
-    print(f"screenshot of the report: {screenshot}")
+def test_learning_says_when_three_seeds_make_the_interval_their_range(tmp_path: Path) -> None:
+    write_sweep(tmp_path / "three", "v5", 150, seeds=3, spread=30, config=tuned_config())
+    write_sweep(tmp_path / "eight", "v5", 150, seeds=8, spread=30, config=tuned_config())
+    three, eight = results_text([tmp_path / "three"]), results_text([tmp_path / "eight"])
+    assert "With 3 seeds the bootstrap interval reaches the lowest and the highest seed" in three
+    assert "bootstrap interval reaches the lowest" not in eight

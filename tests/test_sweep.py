@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from dqnbench.cli import main
-from dqnbench.sweep import (
+from dqnbench.evaluate import evaluate
+from dqnbench.sweep_summary import (
     bootstrap_ci,
     interquartile_mean,
     read_durations,
@@ -121,7 +122,7 @@ def test_sweep_summary_of_a_folder_without_seeds_says_how_to_make_one(tmp_path, 
     assert "no seed<N> folders" in capsys.readouterr().err
 
 
-TINY = ["--episodes", "1", "--batch-size", "4", "--learning-starts", "4", "--device", "cpu"]
+TINY = ["--episodes", "1", "--batch-size", "4", "--learning-starts", "4", "--device", "cpu", "--eval-episodes", "3"]
 
 
 def test_sweep_trains_each_seed_into_its_folder_and_summarises(tmp_path, capsys):
@@ -133,7 +134,17 @@ def test_sweep_trains_each_seed_into_its_folder_and_summarises(tmp_path, capsys)
         assert len(read_durations(out / f"seed{seed}" / "durations.csv")[0]) == 1
     summary = json.loads((out / "summary.json").read_text())
     assert [s["seed"] for s in summary["seeds"]] == [4, 7]
-    assert summary["interrupted"] is False
+    assert summary["interrupted"] is False and summary["failed"] == []
+    for seed_summary in summary["seeds"]:
+        run = out / f"seed{seed_summary['seed']}"
+        again = evaluate(run, episodes=3, eps=0.0)  # the final policy, played again independently
+        recorded = json.loads((run / "evaluation.json").read_text())
+        assert recorded["durations"] == again.durations, f"{run}: evaluation.json is not the final policy's play"
+        assert seed_summary["final_eval_mean"] == pytest.approx(again.mean_duration)
+        assert seed_summary["eval_episodes"] == 3
+    evals = [s["final_eval_mean"] for s in summary["seeds"]]
+    assert summary["evaluated"] == 2
+    assert summary["iqm_final_eval_mean"] == pytest.approx(interquartile_mean(evals))
     assert "seed" not in summary["config"] and summary["config"]["batch_size"] == 4
     assert (out / "curves.png").read_bytes().startswith(b"\x89PNG")
     assert "IQM of final means across 2 seeds" in capsys.readouterr().out
@@ -193,7 +204,7 @@ def test_a_seed_that_fails_in_its_worker_is_named_with_its_exit_code(tmp_path, c
     args = ["sweep", "--seeds", "5", "6", "--jobs", "2", "--threads", "1", *TINY, "--env-id", "NoSuchEnv-v0"]
     assert main([*args, "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "2 of 2 seeds failed: seed 5 (exit code 1), seed 6 (exit code 1)" in err, err
+    assert "2 of 2 seeds failed (seed 5: exit code 1; seed 6: exit code 1)" in err, err
 
 
 def test_ctrl_c_stops_the_sweep_keeps_what_ran_and_summarises_it(tmp_path, monkeypatch, capsys):

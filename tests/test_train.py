@@ -3,6 +3,8 @@
 import csv
 import dataclasses
 import json
+import math
+import random
 
 import matplotlib.image
 import pytest
@@ -11,9 +13,10 @@ from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
 from dqnbench.cli import main
 from dqnbench.config import SEED_CONFIG, DQNConfig
+from dqnbench.envs import make_env
 from dqnbench.nets import DQN
 from dqnbench.parts import REFERENCE_PARTS
-from dqnbench.train import CSV_HEADER, Progress, StateBuilder, TrainResult, resolve_device, train
+from dqnbench.train import CSV_HEADER, Experience, Progress, StateBuilder, TrainResult, resolve_device, train
 from support import assert_same_state, changed_entries, needs_cuda
 
 # Small enough that a dozen optimisation steps take about a second.
@@ -124,7 +127,7 @@ def _assert_results_complete(out, config: DQNConfig, episodes: int) -> None:
     assert [int(r["episode"]) for r in rows] == list(range(episodes))
     for row in rows:
         assert all(value != "" for value in row.values()), f"incomplete row {row}"
-        float(row["mean_loss"]), float(row["wall_s"]), float(row["epsilon"])  # parseable
+        float(row["mean_loss"]), float(row["wall_s"]), float(row["epsilon"]), float(row["mean_max_q"])  # parseable
     checkpoint = _checkpoint(out)
     assert checkpoint["episodes_done"] == episodes
     assert sum(int(r["duration"]) for r in rows) <= checkpoint["total_steps"]
@@ -250,3 +253,27 @@ def test_replay_sizes_of_the_reference_and_fast_memories():
     # The tuned configuration's 4 stacked screens: float states for the reference, one uint8 screen for fast.
     assert REFERENCE_PARTS.replay_bytes(100_000, (12, 40, 90)) == 100_000 * 2 * 12 * 40 * 90 * 4
     assert FAST_PARTS.replay_bytes(100_000, (12, 40, 90)) == 100_000 * 3 * 40 * 90
+
+
+def test_mean_max_q_averages_max_q_over_the_greedy_steps_only():
+    config = DQNConfig(**SMALL)
+    env = make_env(config.env_id)
+    torch.manual_seed(0)
+    net = DQN(40, 90, 2).eval()
+    memory = REFERENCE_PARTS.make_memory(100, 0)
+    experience = Experience(env, REFERENCE_PARTS.get_screen, memory, config, torch.device("cpu"), random.Random(0))
+    try:
+        env.reset(seed=0)
+        state = experience.start_episode()
+        expected = []
+        for _ in range(4):
+            with torch.no_grad():
+                expected.append(float(net(state).max()))
+            state, _, _ = experience.step(net, state, eps=0.0)
+        assert len(set(expected)) > 1, "the states should differ, or the mean would not test the averaging"
+        assert experience.take_max_q() == pytest.approx(sum(expected) / 4, rel=1e-6), expected
+        assert math.isnan(experience.take_max_q()), "take_max_q must start afresh"
+        experience.step(net, state, eps=1.0)
+        assert math.isnan(experience.take_max_q()), "a random action's step has no max-Q to report"
+    finally:
+        env.close()

@@ -32,6 +32,9 @@ ENDINGS = ("pole fell", "cart left the track", "time limit", "terminated")
 class Evaluation:
     durations: list[int]
     endings: Counter[str]
+    mean_max_q: float = float("nan")
+    """Mean of max_a Q(s, a) over the greedy steps played: against the discounted return the policy gets, it
+    shows values that have grown or flattened."""
 
     @property
     def mean_duration(self) -> float:
@@ -41,7 +44,8 @@ class Evaluation:
         parts = [f"{self.endings[ending]} {ending}" for ending in ENDINGS if self.endings[ending]]
         return (
             f"{len(self.durations)} episodes: mean duration {self.mean_duration:.1f} "
-            f"(min {min(self.durations)}, max {max(self.durations)}); ended: {', '.join(parts)}"
+            f"(min {min(self.durations)}, max {max(self.durations)}); ended: {', '.join(parts)}; "
+            f"mean max-Q {self.mean_max_q:.1f}"
         )
 
 
@@ -83,14 +87,14 @@ def evaluate(run: Path, *, episodes: int = 20, eps: float = 0.0, seed: int = 10_
         n_actions = int(env.action_space.n)  # type: ignore[attr-defined]
         policy = make_policy(parts, config, height, width, n_actions)
         policy.load_state_dict(checkpoint["policy"])
-        durations, endings = [], Counter[str]()
+        durations, endings, max_q = [], Counter[str](), list[torch.Tensor]()
         for episode in range(episodes):
             env.reset(seed=seed + episode)
             states = StateBuilder(config)
             state = states.reset(parts.get_screen(env, config.screen_height))
             duration, terminated, truncated = 0, False, False
             while not (terminated or truncated):
-                action = select_action(policy, state, eps, n_actions, rng)
+                action = select_action(policy, state, eps, n_actions, rng, max_q)
                 _, _, terminated, truncated, _ = env.step(action.item())
                 state = states.push(parts.get_screen(env, config.screen_height))
                 duration += 1
@@ -98,7 +102,8 @@ def evaluate(run: Path, *, episodes: int = 20, eps: float = 0.0, seed: int = 10_
             endings[ending(env, terminated)] += 1
     finally:
         env.close()
-    return Evaluation(durations, endings)
+    mean_max_q = float(torch.cat(max_q).mean()) if max_q else float("nan")
+    return Evaluation(durations, endings, mean_max_q)
 
 
 def _run(args: argparse.Namespace) -> int:

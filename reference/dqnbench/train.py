@@ -25,7 +25,9 @@ from dqnbench.parts import Memory, TrainingParts, training_parts
 from dqnbench.plots import plot_durations
 from dqnbench.policy import epsilon, select_action
 
-CSV_HEADER = "episode,duration,total_steps,epsilon,mean_loss,wall_s\n"
+CSV_HEADER = "episode,duration,total_steps,epsilon,mean_loss,wall_s,mean_max_q\n"
+"""`mean_max_q`: the mean of max_a Q(s, a) over the episode's greedy steps (nan when it took none), to see
+Q-values grow where the loss alone cannot say why."""
 
 
 def resolve_device(device: str) -> torch.device:
@@ -104,6 +106,10 @@ class Experience:
         self.rng = rng
         self.n_actions = int(env.action_space.n)
         self.states = StateBuilder(config)
+        # Sum and count of max_a Q(s, a) over the greedy steps since the last `take_max_q`; a running sum on
+        # the device, so acting never waits for it and a loop that never reads it (the benchmarks) holds nothing.
+        self.max_q_sum: Tensor | float = 0.0
+        self.max_q_count = 0
 
     def _screen(self, *, first: bool) -> Tensor:
         screen = self.get_screen(self.env, self.config.screen_height).to(self.device)
@@ -116,12 +122,22 @@ class Experience:
 
     def step(self, policy_net: nn.Module, state: Tensor, eps: float) -> tuple[Tensor, bool, bool]:
         """Act epsilon-greedily in `state` and store the transition; returns (next state, terminated, truncated)."""
-        action = select_action(policy_net, state, eps, self.n_actions, self.rng)
+        greedy_values: list[Tensor] = []
+        action = select_action(policy_net, state, eps, self.n_actions, self.rng, greedy_values)
+        if greedy_values:
+            self.max_q_sum = self.max_q_sum + greedy_values[0].sum()
+            self.max_q_count += 1
         _, reward, terminated, truncated, _ = self.env.step(action.item())
         next_state = self.states.push(self._screen(first=False))
         final = terminated or (truncated and not self.config.bootstrap_truncated)
         self.memory.push(state, action, None if final else next_state, torch.tensor([reward], device=self.device))
         return next_state, terminated, truncated
+
+    def take_max_q(self) -> float:
+        """Mean max-Q of the greedy steps since the last call (NaN when none), and a fresh start."""
+        mean = float(self.max_q_sum) / self.max_q_count if self.max_q_count else float("nan")
+        self.max_q_sum, self.max_q_count = 0.0, 0
+        return mean
 
 
 @dataclass
@@ -260,7 +276,8 @@ def train(config: DQNConfig, *, progress: bool = True) -> TrainResult:
                 sync_target(policy_net, target_net)
             mean_loss = float(torch.stack(episode_losses).mean()) if episode_losses else float("nan")
             wall = time.perf_counter() - started
-            csv_rows.append(f"{episode},{t},{result.total_steps},{eps:.6f},{mean_loss:.6g},{wall:.3f}\n")
+            max_q = experience.take_max_q()
+            csv_rows.append(f"{episode},{t},{result.total_steps},{eps:.6f},{mean_loss:.6g},{wall:.3f},{max_q:.6g}\n")
             atomic_write_text(out / "durations.csv", "".join(csv_rows))
             if bar:
                 bar.update(result, t / max(time.perf_counter() - episode_started, 1e-9))

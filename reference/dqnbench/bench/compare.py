@@ -1,21 +1,25 @@
-"""The regression gate: compare the newest stored run (of this machine) with a baseline, benchmark by benchmark.
+"""Stored runs of one machine compared: the newest with a baseline, or the whole history's lasting steps.
 
-    python -m dqnbench.bench.compare [--dir reports/history] [--machine ID]
-                                     [--current newest|FILE] [--baseline previous|NAME|FILE]
-                                     [--thresholds benchmarks/thresholds.toml] [--allow-cross-machine]
+    dqnbench bench compare [--dir reports/history] [--machine ID] [--current newest|FILE]
+                           [--baseline previous|NAME|FILE] [--thresholds benchmarks/thresholds.toml]
+                           [--history] [--allow-cross-machine]
 
-A benchmark counts as **slower** (a regression: exit status 1) only when both hold:
+Stored runs are minutes or days apart on a shared host, so their differences mix the code with the host's
+phase; the trustworthy gate between two revisions is `dqnbench bench ab`. What this command can say:
 
-1. its median grew by more than its threshold (default 10%; per-benchmark overrides in the thresholds
-   file), and
-2. the change is beyond the measured spread: the two runs' interquartile ranges of round times do not
-   overlap (the current first quartile lies above the baseline's third quartile).
+* Two runs of the **same commit** are never a regression (their differences are the host's): nothing is judged.
+* Runs whose **machine facts** differ (kernel, torch, CUDA, cuDNN, GPU UUIDs, threads) are a **break**:
+  nothing is judged.
+* Otherwise each benchmark's change is judged with the **host factor** (the median change over all compared
+  benchmarks) divided out. It counts as **slower** (exit status 1) only when that change exceeds its
+  threshold (thresholds file, default 10%) and the two runs' interquartile ranges, scaled alike, do not
+  overlap. **Faster** is the mirror image; a change above threshold with overlapping ranges is `noise`.
+* `--history` judges the machine's whole history instead: lasting steps (change points), attributed to
+  commit ranges (`dqnbench.bench.changes`); exit status 1 when any step is slower.
 
-**Faster** is the mirror image. A change above the threshold whose interquartile ranges overlap is
-reported as `noise`; anything else as `same`. Benchmarks present in only one run are listed as `new` or
-`gone` and never fail the gate. Runs from different machines are refused (exit status 2, naming both
-machines) unless `--allow-cross-machine` is given. Bad input files exit with status 2 and a message
-naming the file; so do two runs with no benchmark in common.
+Benchmarks present in only one run are `new` or `gone` and never fail. Runs from different machines are
+refused (exit status 2, naming both) unless `--allow-cross-machine` is given; bad input files exit with
+status 2 and a message naming the file; so do two runs with no benchmark in common.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from dqnbench.bench import changes
 from dqnbench.bench.facts import this_machine_id
 from dqnbench.bench.history import DEFAULT_DIR, BenchFileError, Run, load_run, machine_runs, newest_run, run_name
 
@@ -77,12 +82,20 @@ def _threshold_value(path: Path, where: str, value: object) -> float:
     return float(value)
 
 
-def load_thresholds(path: Path | str) -> Thresholds:
+AB_SECTION = "ab"
+"""The thresholds file's table of the A/B gate's minimum effects (`dqnbench bench ab`), beside the history's."""
+
+
+def load_thresholds(path: Path | str, section: str | None = None) -> Thresholds:
     """Read a thresholds file::
 
     default = 0.10            # relative slow-down of the median that may count as a regression
     [benchmarks]
     "screen-render" = 0.20    # fnmatch patterns over group, test name or fullname; first match wins
+    [ab]                      # the A/B gate's minimum effects (`section="ab"`), same layout
+    default = 0.05
+    [ab.benchmarks]
+    "forward-b1" = 0.08
     """
     path = Path(path)
     try:
@@ -91,16 +104,21 @@ def load_thresholds(path: Path | str) -> Thresholds:
         raise BenchFileError(path, f"cannot be read ({error.strerror or error})") from error
     except tomllib.TOMLDecodeError as error:
         raise BenchFileError(path, f"is not valid TOML ({error})") from error
-    unknown = sorted(set(data) - {"default", "benchmarks"})
+    unknown = sorted(set(data) - {"default", "benchmarks", AB_SECTION})
     if unknown:
-        raise BenchFileError(path, f"unknown keys {unknown}; expected `default` and a [benchmarks] table")
+        raise BenchFileError(path, f"unknown keys {unknown}; expected `default`, a [benchmarks] and an [ab] table")
+    where = ""
+    if section is not None:
+        data, where = data.get(section, {}), f"{section}."
+        if not isinstance(data, dict) or sorted(set(data) - {"default", "benchmarks"}):
+            raise BenchFileError(path, f"[{section}] must hold `default` and a [{section}.benchmarks] table only")
     overrides = data.get("benchmarks", {})
     if not isinstance(overrides, dict):
-        raise BenchFileError(path, "[benchmarks] must be a table of pattern = threshold")
+        raise BenchFileError(path, f"[{where}benchmarks] must be a table of pattern = threshold")
     return Thresholds(
-        default=_threshold_value(path, "default", data.get("default", DEFAULT_THRESHOLD)),
+        default=_threshold_value(path, f"{where}default", data.get("default", DEFAULT_THRESHOLD)),
         overrides=tuple(
-            (str(pattern), _threshold_value(path, f"benchmarks.{pattern!r}", value))
+            (str(pattern), _threshold_value(path, f"{where}benchmarks.{pattern!r}", value))
             for pattern, value in overrides.items()
         ),
     )
@@ -135,8 +153,16 @@ def judge(baseline: dict[str, Any], current: dict[str, Any], threshold: float) -
     return Verdict.SAME, note
 
 
-def compare_runs(baseline: Run, current: Run, thresholds: Thresholds) -> list[Row]:
-    """One row per benchmark in either run, in the current run's order, then the ones that are gone."""
+def _scaled(stats: dict[str, Any], host: float) -> dict[str, Any]:
+    return {**stats, **{key: float(stats[key]) / host for key in ("median", "q1", "q3")}}
+
+
+def compare_runs(baseline: Run, current: Run, thresholds: Thresholds, host: float | None = None) -> list[Row]:
+    """One row per benchmark in either run, in the current run's order, then the ones that are gone.
+
+    With `host` (`host_factor` of the two runs), each current timing is divided by it before it is judged: the
+    verdict then asks whether the benchmark moved beyond the machine's common change between the runs.
+    """
     base, cur = baseline.benchmarks, current.benchmarks
     rows = []
     for name, bench in cur.items():
@@ -144,7 +170,8 @@ def compare_runs(baseline: Run, current: Run, thresholds: Thresholds) -> list[Ro
         if name not in base:
             rows.append(Row(name, Verdict.NEW, None, bench["stats"], threshold))
             continue
-        verdict, note = judge(base[name]["stats"], bench["stats"], threshold)
+        judged = bench["stats"] if host is None else _scaled(bench["stats"], host)
+        verdict, note = judge(base[name]["stats"], judged, threshold)
         rows.append(Row(name, verdict, base[name]["stats"], bench["stats"], threshold, note))
     rows += [
         Row(name, Verdict.GONE, bench["stats"], None, thresholds.for_benchmark(bench))
@@ -282,12 +309,8 @@ def _machine(args: argparse.Namespace) -> str | None:
     return None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m dqnbench.bench.compare",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`dqnbench bench compare`'s options."""
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"history store (default: {DEFAULT_DIR})")
     parser.add_argument(
         "--machine",
@@ -309,12 +332,71 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{100 * DEFAULT_THRESHOLD:.0f}%% for every benchmark)",
     )
     parser.add_argument(
+        "--history",
+        action="store_true",
+        help="judge the machine's whole stored history instead of two runs: lasting steps (change points, host "
+        "factor divided out, same-commit runs pooled) attributed to commit ranges, and breaks where the machine "
+        "facts changed (dqnbench.bench.changes)",
+    )
+    parser.add_argument(
         "--allow-cross-machine",
         action="store_true",
         help="compare runs from different machines (their timings are not comparable)",
     )
-    args = parser.parse_args(argv)
 
+
+def _not_comparable(baseline: Run, current: Run) -> str | None:
+    """Why two runs' difference cannot be a regression: the same commit, or different machine facts (a break)."""
+    commit = changes.known_commit(current.data["commit_info"])
+    if commit and changes.known_commit(baseline.data["commit_info"]) == commit:
+        return (
+            f"same commit {current.commit}: the two runs time the same code, so their differences are the "
+            "host's; nothing is judged (no regression). To test a change, compare two commits with "
+            "`dqnbench bench ab BASELINE CANDIDATE`"
+        )
+    before = changes.run_point(baseline.data, baseline.run_name(), baseline.commit)
+    after = changes.run_point(current.data, current.run_name(), current.commit)
+    differences = changes.fact_differences(before, after)
+    if differences:
+        return (
+            f"break: the machine changed between the runs ({'; '.join(differences)}), so their timings are not "
+            "comparable and nothing is judged (no regression); compare runs made after the change"
+        )
+    return None
+
+
+def history_verdicts(directory: Path, machine: str, thresholds: Thresholds) -> int:
+    """Print the lasting steps and breaks of a machine's whole stored history; 1 when its newest step is slower."""
+    paths = machine_runs(directory, machine)
+    runs = [load_run(path) for path in paths]
+    points = [changes.run_point(run.data, run.run_name(), run.commit) for run in runs if not run.quick]
+    if len(points) < 2 * changes.MIN_POINTS:
+        raise CompareError(
+            f"{len(points)} stored full run(s) of machine {machine!r} in {directory}: a lasting step needs at least "
+            f"{2 * changes.MIN_POINTS}; store more runs (`dqnbench bench run` then `dqnbench bench store`)"
+        )
+    names = {name: bench for run in runs for name, bench in run.benchmarks.items()}
+    found, breaks = changes.steps(points, lambda name: thresholds.for_benchmark(names[name]))
+    print(f"history of {machine}: {len(points)} runs, {len({p.commit for p in points})} commits")
+    for item in breaks:
+        print(f"break between {item.before} and {item.after}: {'; '.join(item.differences)}")
+    for step in found:
+        print(("REGRESSION: " if step.slower else "improvement: ") + step.describe())
+    slower = [step for step in found if step.slower]
+    print(f"history: {len(slower)} slower and {len(found) - len(slower)} faster step(s), {len(breaks)} break(s)")
+    return 1 if slower else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Compare as `args` ask; the exit status (0 no regression, 1 a regression, 2 bad input)."""
+    try:
+        if args.history:
+            thresholds_file = args.thresholds or DEFAULT_THRESHOLDS_FILE
+            thresholds = load_thresholds(thresholds_file) if thresholds_file.is_file() else Thresholds()
+            return history_verdicts(args.dir, _machine(args) or this_machine_id(), thresholds)
+    except (BenchFileError, CompareError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     try:
         thresholds_file = args.thresholds or (DEFAULT_THRESHOLDS_FILE if DEFAULT_THRESHOLDS_FILE.is_file() else None)
         thresholds = load_thresholds(thresholds_file) if thresholds_file else Thresholds()
@@ -340,7 +422,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
-    rows = compare_runs(baseline, current, thresholds)
+    if not args.history:
+        verdict = _not_comparable(baseline, current)
+        if verdict:
+            print(verdict)
+            return 0
+    common = [name for name in current.benchmarks if name in baseline.benchmarks]
+    host = host_factor(
+        float(current.benchmarks[name]["stats"]["median"]) / float(baseline.benchmarks[name]["stats"]["median"])
+        for name in common
+    )
+    rows = compare_runs(baseline, current, thresholds, host)
     compared = [row for row in rows if row.verdict not in (Verdict.NEW, Verdict.GONE)]
     if not compared:
         print(
@@ -354,13 +446,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{label + ':':9} {run.path} ({run.machine_id}, commit {run.commit}, {run.time:%Y-%m-%d %H:%M} UTC)")
     for difference in context_differences(baseline, current):
         print(f"note: recorded context differs, {difference}")
-    host = host_factor(row.ratio for row in compared if row.ratio is not None)
     print(format_table(rows, host))
     if host is not None:
         print(
             f"\nhost factor {host - 1:+.1%}: the median change over the {len(compared)} benchmarks, how much the "
-            "machine's speed moved between the runs; `w/o host` divides it out, so a change that stands out there "
-            "is the benchmark's own (the verdicts judge the change as measured)"
+            "machine's speed moved between the runs; the verdicts judge each change with it divided out (`w/o "
+            "host`), so only a change that stands out from the machine's is the benchmark's own"
         )
     shift = machine_shift(compared)
     if shift:
@@ -371,6 +462,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(f"\nno regression ({len(compared)} benchmarks compared)")
     return 0
+
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="dqnbench bench compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

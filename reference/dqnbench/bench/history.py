@@ -1,17 +1,20 @@
-"""The history store: every benchmark run kept as its own pytest-benchmark JSON file, never overwritten.
+"""The history store: every benchmark run kept as a compact summary, never overwritten, its raw rounds beside it.
 
-Layout: ``<dir>/<machine id>/<UTC time of the run>-<short commit>[-dirty].json.gz``, where the file is the
-pytest-benchmark JSON exactly as the run wrote it, gzipped (machine and commit are inside: `machine_info`,
-`commit_info`). Raw rounds (`--benchmark-save-data`) make a run several MB of JSON, about five times less
-gzipped; runs stored uncompressed (``.json``, as earlier versions did) are read just the same, and `pack`
-compresses them in place, keeping each original until its copy is proven identical. Run names sort
-chronologically, so "the newest run" and "the previous run" are the last two in a machine's folder. Runs
-from different machines live in different folders and are never compared without being asked (see
-`dqnbench.bench.compare`).
+Layout: ``<dir>/<machine id>/<UTC time of the run>-<short commit>[-dirty].json.gz``: the run's pytest-benchmark
+JSON with each benchmark's raw rounds (`stats["data"]`) left out, gzipped. Everything else stays: medians,
+quartiles, IQR, means, round counts, pass medians (`extra_info.pass_medians_s`), machine and commit facts; a
+run of the whole suite is a few KB. The full run, raw rounds included, goes to ``<dir>-raw/<machine id>/<same
+name>`` (`reports/history-raw/`, git-ignored, outside the store so that readers of the store never see a run
+twice): the rounds are the large part, and the verdicts need only the summaries. Runs
+stored before summaries keep their raw rounds in git history (e.g. `git show e835409:reports/history/<machine>/
+<file>`). Run names sort chronologically, so "the newest run" and "the previous run" are the last two in a
+machine's folder. Runs from different machines live in different folders and are never compared without being
+asked (see `dqnbench.bench.compare`).
 
-    python -m dqnbench.bench.history store results.json [--dir reports/history]
+    dqnbench bench store results.json [--dir reports/history]
     python -m dqnbench.bench.history list [--dir reports/history] [--machine ID]
-    python -m dqnbench.bench.history pack [--dir reports/history]
+    python -m dqnbench.bench.history pack [--dir reports/history]     # gzip runs stored as plain JSON
+    python -m dqnbench.bench.history compact [--dir reports/history]  # full runs -> summaries + <dir>-raw/
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from typing import Any
 
 DEFAULT_DIR = Path("reports/history")
 PLAIN, PACKED = ".json", ".json.gz"
+RAW_SUFFIX = "-raw"
+"""The store `<dir>` keeps full runs, raw rounds included, in `<dir>-raw/<machine>/` (git-ignored)."""
 REQUIRED_STATS = ("median", "q1", "q3", "iqr", "rounds")
 
 
@@ -203,6 +208,7 @@ def _write_new(path: Path, content: bytes) -> bool:
             tmp.write(content)
             tmp.flush()
             os.fsync(tmp.fileno())
+        os.chmod(tmp_name, 0o644)  # mkstemp makes it private; a stored run is as readable as the others
         # A hard link appears complete or not at all, and never replaces an existing file (unlike rename).
         os.link(tmp_name, path)
         return True
@@ -222,8 +228,32 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def summary(data: dict[str, Any]) -> dict[str, Any]:
+    """A run's JSON without its raw rounds (`stats["data"]` of each benchmark): all its statistics and facts."""
+    benchmarks = [
+        {**bench, "stats": {key: value for key, value in bench["stats"].items() if key != "data"}}
+        for bench in data["benchmarks"]
+    ]
+    return {**data, "benchmarks": benchmarks}
+
+
+def _summary_bytes(data: dict[str, Any]) -> bytes:
+    return json.dumps(summary(data), indent=1).encode()
+
+
+def _keep_raw(folder: Path, name: str, raw: bytes) -> None:
+    """The full run in the raw store beside the store `folder` belongs to (never replacing one already there)."""
+    raw_path(folder, name).parent.mkdir(parents=True, exist_ok=True)
+    _write_new(raw_path(folder, name), _packed(raw))
+
+
+def raw_path(folder: Path, name: str) -> Path:
+    """Where the full run `name` of the machine folder `folder` (`<dir>/<machine>`) is kept: `<dir>-raw/<machine>/`."""
+    return folder.parent.with_name(folder.parent.name + RAW_SUFFIX) / folder.name / f"{name}{PACKED}"
+
+
 def store(path: Path | str, directory: Path | str = DEFAULT_DIR) -> Stored:
-    """Copy the run in `path` into the history store; an existing file is never replaced."""
+    """Add the run in `path` to the history store as a summary, its full JSON to `<dir>-raw/`; nothing is replaced."""
     run = load_run(path)
     if run.quick:
         raise BenchFileError(
@@ -234,14 +264,16 @@ def store(path: Path | str, directory: Path | str = DEFAULT_DIR) -> Stored:
     folder = Path(directory) / run.machine_id
     folder.mkdir(parents=True, exist_ok=True)
     raw = read_result_bytes(run.path)
+    compact = _summary_bytes(run.data)
     for attempt in range(1, 1000):
         # "_N" sorts after the bare name, so a second run with the same name still lists after the first.
         name = run.run_name() if attempt == 1 else f"{run.run_name()}_{attempt}"
         plain, packed = folder / f"{name}{PLAIN}", folder / f"{name}{PACKED}"
         for existing in (packed, plain):
-            if existing.exists() and read_result_bytes(existing) == raw:
+            if existing.exists() and read_result_bytes(existing) in (compact, raw):
                 return Stored(existing, new=False)
-        if not plain.exists() and _write_new(packed, _packed(raw)):
+        if not plain.exists() and _write_new(packed, _packed(compact)):
+            _keep_raw(folder, name, raw)
             return Stored(packed, new=True)
     raise BenchFileError(run.path, f"999 different runs named {run.run_name()}* are already in {folder}")
 
@@ -288,6 +320,31 @@ def _pack_one(source: Path) -> Packed:
     source.unlink()
     _sync_folder(source.parent)
     return Packed(source, target, len(raw), target.stat().st_size)
+
+
+def compact(directory: Path | str = DEFAULT_DIR) -> list[Path]:
+    """Turn every stored run that still holds raw rounds into its summary, in place, once its full copy is safe in
+    `<dir>-raw/` (read back identical); the runs compacted. The summary keeps every statistic, only not the rounds."""
+    done = []
+    for machine in machines(directory):
+        folder = Path(directory) / machine
+        for path in machine_runs(directory, machine):
+            run = load_run(path)
+            if not any("data" in bench["stats"] for bench in run.data["benchmarks"]):
+                continue
+            raw = read_result_bytes(path)
+            _keep_raw(folder, run_name(path), raw)
+            if read_result_bytes(raw_path(folder, run_name(path))) != raw:
+                raise BenchFileError(path, f"{raw_path(folder, run_name(path))} is another run; left as it is")
+            fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as tmp:
+                tmp.write(_packed(_summary_bytes(run.data)) if path.name.endswith(PACKED) else _summary_bytes(run.data))
+                tmp.flush()
+                os.fsync(tmp.fileno())
+            os.chmod(tmp_name, 0o644)  # mkstemp makes it private; a stored run is as readable as the others
+            os.replace(tmp_name, path)
+            done.append(path)
+    return done
 
 
 def machine_runs(directory: Path | str, machine: str) -> list[Path]:
@@ -342,8 +399,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     list_cmd.add_argument("--machine", help="only this machine's runs")
     pack_cmd = commands.add_parser("pack", help="gzip the runs stored uncompressed, keeping each until proven equal")
     pack_cmd.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"history store (default: {DEFAULT_DIR})")
+    compact_cmd = commands.add_parser("compact", help="runs holding raw rounds -> summaries (full runs to <dir>-raw/)")
+    compact_cmd.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"history store (default: {DEFAULT_DIR})")
     args = parser.parse_args(argv)
 
+    if args.command == "compact":
+        for path in compact(args.dir):
+            print(f"compacted: {path} (full run in {raw_path(path.parent, run_name(path))})")
+        return 0
     if args.command == "pack":
         try:
             packed, problems = pack(args.dir)
@@ -364,10 +427,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             for path in machine_runs(args.dir, name):
                 print(path)
         return 0
+    return store_files(args.files, args.dir)
+
+
+def store_files(files: Sequence[Path], directory: Path) -> int:
+    """Store each file, saying where; the exit status (1 when any could not be stored, each named)."""
     failed = False
-    for file in args.files:
+    for file in files:
         try:
-            stored = store(file, args.dir)
+            stored = store(file, directory)
         except (BenchFileError, OSError) as error:
             print(f"error: {error}", file=sys.stderr)
             failed = True

@@ -1,93 +1,196 @@
-"""The numbers behind every figure, table and sentence: ratios of medians with confidence intervals.
+"""The numbers behind the benchmark figures, tables and sentences: speed-up ratios with intervals that say whether
+the result would come out the same in another run.
 
-A ratio's 95% interval is bootstrapped from the raw timings when the run kept them (`--benchmark-save-data`).
-Without them it is a parametric bootstrap from the summary: each median is drawn from a normal distribution
-centred on it with the asymptotic standard error of a median, 1.2533 * sigma / sqrt(rounds), where sigma is
-estimated as IQR / 1.349. That interval assumes independent rounds and is therefore optimistic, so a difference
-also counts as noise whenever the two interquartile ranges overlap, and whenever either side has fewer rounds
-than the regression gate trusts (`dqnbench.bench.compare.FEW_ROUNDS`; e.g. a `--quick` smoke run).
+A ratio compares two benchmarks of the same run (fast against reference, CUDA against CPU). Its values are
+the per-pass ratios of every run of the machine's newest commit: a run timed in passes (`--passes=N`) records each
+pass's median (`pass_medians_s`), and the two sides of one pass ran minutes apart at most, so each pass gives one
+paired ratio; a run without passes gives one ratio of its medians. The 95% interval is a percentile bootstrap
+of the median of those values (`scipy.stats.bootstrap`). Rounds within one pass are never resampled: they are
+seconds apart and share the host's momentary state, so their interval says nothing about the next run. Fewer
+than `MIN_VALUES` values give no interval.
 
-History uses the regression gate's own verdicts (`dqnbench.bench.compare.judge`, with its per-benchmark
-thresholds file when present), so the report marks exactly what `tox -e compare` would flag.
+Two separate questions are answered per ratio: *distinguishable* (the interval excludes 1) and *matters* (the
+ratio lies beyond the regression gate's threshold for the benchmark, 10% by default).
 """
 
 from __future__ import annotations
 
-import itertools
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-from dqnbench.bench.compare import DEFAULT_THRESHOLDS_FILE, FEW_ROUNDS, Thresholds, Verdict, judge, load_thresholds
+from dqnbench.bench.compare import DEFAULT_THRESHOLDS_FILE, Thresholds, load_thresholds
 
 BOOTSTRAP_SAMPLES = 2000
 CONFIDENCE = 0.95
-# Bootstrapping medians of very long raw series costs time and adds nothing: a fixed random subset keeps it cheap.
-MAX_RAW_SAMPLES = 2000
-_NORMAL_IQR = 1.349
-_MEDIAN_SE_FACTOR = 1.2533
-Method = Literal["raw", "iqr"]
+MIN_VALUES = 3
+"""Fewer values than this give no interval ("-"): a bootstrap of two values is not an interval."""
 
 
 @dataclass(frozen=True)
 class Ratio:
-    """`baseline median / candidate median`: above 1 the candidate is faster."""
+    """`baseline / candidate` time: above 1 the candidate is faster. `low`/`high` are NaN without an interval."""
 
     value: float
     low: float
     high: float
-    method: Method
-    iqr_overlap: bool
-    few_rounds: bool = False
+    values: int
+    unit: str
+    threshold: float = 0.10
 
     @property
-    def within_noise(self) -> bool:
-        return self.few_rounds or self.iqr_overlap or self.low <= 1.0 <= self.high
+    def has_interval(self) -> bool:
+        return not (math.isnan(self.low) or math.isnan(self.high))
+
+    @property
+    def distinguishable(self) -> bool | None:
+        """Whether the interval excludes 1; None when there is no interval."""
+        return None if not self.has_interval else not (self.low <= 1.0 <= self.high)
+
+    @property
+    def matters(self) -> bool:
+        """Whether the ratio lies beyond the threshold either way (a 10% threshold: above 1.1 or below 1/1.1)."""
+        return abs(math.log(self.value)) > math.log(1 + self.threshold)
 
 
-def _rng(seed: int = 0) -> np.random.Generator:
-    # A fixed seed: the same inputs give the same report, word for word.
-    return np.random.default_rng(seed)
+def bootstrap_interval(values: np.ndarray, statistic: str = "median", seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the median (or "iqm") of `values`; NaNs below `MIN_VALUES` values."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < MIN_VALUES or np.ptp(values) == 0:
+        flat = float(values[0]) if len(values) >= MIN_VALUES else math.nan
+        return flat, flat
+    function = np.median if statistic == "median" else iqm
+    result = stats.bootstrap(
+        (values,),
+        function,
+        n_resamples=BOOTSTRAP_SAMPLES,
+        confidence_level=CONFIDENCE,
+        method="percentile",
+        vectorized=True,
+        rng=np.random.default_rng(seed),  # a fixed seed: the same inputs give the same report, word for word
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def _bootstrap_medians(row: pd.Series, rng: np.random.Generator) -> tuple[np.ndarray, Method]:
-    data = row["data"]
-    if isinstance(data, np.ndarray) and len(data) >= 2:
-        if len(data) > MAX_RAW_SAMPLES:
-            data = rng.choice(data, MAX_RAW_SAMPLES, replace=False)
-        draws = rng.choice(data, size=(BOOTSTRAP_SAMPLES, len(data)), replace=True)
-        return np.median(draws, axis=1), "raw"
-    sigma = float(row["iqr"]) / _NORMAL_IQR
-    se = _MEDIAN_SE_FACTOR * sigma / np.sqrt(max(int(row["rounds"]), 1))
-    return rng.normal(float(row["median"]), se, BOOTSTRAP_SAMPLES), "iqr"
+def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Interquartile mean: the mean of the probability mass between the 25% and 75% quantiles, each sorted value
+    weighted by its share of it, as `dqnbench sweep` computes it for summary.json. It equals
+    `scipy.stats.trim_mean(values, 0.25)` (rliable's IQM) when the count is a multiple of 4, and for 3 seeds is
+    (a + 4b + c) / 6 where whole-value trimming would drop nothing."""
+    ordered = np.sort(np.moveaxis(np.asarray(values, dtype=float), axis, -1), axis=-1)
+    n = ordered.shape[-1]
+    edges = np.arange(n + 1) / n
+    weights = np.clip(np.minimum(edges[1:], 0.75) - np.maximum(edges[:-1], 0.25), 0.0, None)
+    return np.asarray(ordered @ (weights / weights.sum()))
 
 
-def median_ratio(baseline: pd.Series, candidate: pd.Series, seed: int = 0) -> Ratio:
-    """How many times faster `candidate` is than `baseline` (rows of the benchmark table), with its 95% CI."""
-    rng = _rng(seed)
-    base_draws, base_method = _bootstrap_medians(baseline, rng)
-    cand_draws, cand_method = _bootstrap_medians(candidate, rng)
-    # A normal draw can dip to zero or below for a tiny median with a huge spread; such a draw has no ratio.
-    valid = cand_draws > 0
-    ratios = base_draws[valid] / cand_draws[valid]
-    tail = (1 - CONFIDENCE) / 2 * 100
-    low, high = np.percentile(ratios, [tail, 100 - tail]) if len(ratios) else (np.nan, np.nan)
-    overlap = bool(baseline["q1"] <= candidate["q3"] and candidate["q1"] <= baseline["q3"])
-    method: Method = "raw" if base_method == cand_method == "raw" else "iqr"
-    few = min(int(baseline["rounds"]), int(candidate["rounds"])) < FEW_ROUNDS
-    return Ratio(float(baseline["median"] / candidate["median"]), float(low), float(high), method, overlap, few)
+def paired_values(baseline: pd.DataFrame, candidate: pd.DataFrame) -> tuple[np.ndarray, str]:
+    """The ratios baseline / candidate, one per pass (or per run where a run has no passes), over the runs that
+    measured both; rows of both frames are the same benchmark's rows of those runs."""
+    values: list[float] = []
+    with_passes = True
+    merged = baseline.merge(candidate, on="source", suffixes=("_b", "_c"))
+    for row in merged.itertuples(index=False):
+        passes_b, passes_c = row.pass_medians_b, row.pass_medians_c
+        if passes_b is not None and passes_c is not None and len(passes_b) == len(passes_c) and len(passes_b) > 1:
+            values += list(np.asarray(passes_b) / np.asarray(passes_c))
+        else:
+            with_passes = False
+            values.append(float(row.median_b) / float(row.median_c))
+    return np.asarray(values, dtype=float), "passes" if with_passes else "runs"
 
 
-def latest(benchmarks: pd.DataFrame) -> pd.DataFrame:
-    """The newest measurement of each (machine, operation, device, implementation)."""
-    if benchmarks.empty:
-        return benchmarks
-    ordered = benchmarks.sort_values("datetime", kind="stable")
-    return ordered.drop_duplicates(["machine", "operation", "device", "impl"], keep="last").reset_index(drop=True)
+def ratio_of(baseline: pd.DataFrame, candidate: pd.DataFrame, threshold: float) -> Ratio:
+    """The ratio of two benchmarks over the runs of one commit: paired by pass (or run) where both sides share
+    runs; otherwise (a CPU run and a CUDA run made apart) the ratio of the sides' median run medians, with a
+    two-sample bootstrap interval over runs when each side has `MIN_VALUES` runs."""
+    values, unit = paired_values(baseline, candidate)
+    if len(values):
+        low, high = bootstrap_interval(values)
+        return Ratio(float(np.median(values)), low, high, len(values), unit, threshold)
+    base, cand = baseline["median"].to_numpy(dtype=float), candidate["median"].to_numpy(dtype=float)
+    value = float(np.median(base) / np.median(cand))
+    low = high = math.nan
+    if min(len(base), len(cand)) >= MIN_VALUES:
+        result = stats.bootstrap(
+            (base, cand),
+            lambda b, c, axis=-1: np.median(b, axis=axis) / np.median(c, axis=axis),
+            n_resamples=BOOTSTRAP_SAMPLES,
+            confidence_level=CONFIDENCE,
+            method="percentile",
+            vectorized=True,
+            rng=np.random.default_rng(0),
+        )
+        low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    return Ratio(value, low, high, min(len(base), len(cand)), "separate runs", threshold)
+
+
+def newest_commit_rows(benchmarks: pd.DataFrame) -> pd.DataFrame:
+    """Per machine, the non-quick rows of every run of that machine's newest commit (of its newest run)."""
+    measured = benchmarks[~benchmarks["quick"].astype(bool)]
+    if measured.empty:
+        return measured
+    newest = measured.sort_values("datetime", kind="stable").groupby("machine")["commit"].last()
+    return measured[measured["commit"] == measured["machine"].map(newest)]
+
+
+def _threshold(limits: Thresholds, row: pd.Series) -> float:
+    return limits.for_benchmark({"name": row["name"], "fullname": row["fullname"], "group": row["group"]})
+
+
+def comparisons(benchmarks: pd.DataFrame, kind: str, limits: Thresholds | None = None) -> pd.DataFrame:
+    """Ratios on each machine's newest commit. `kind` "impl": each implementation against the reference (or the
+    alphabetically first) per operation and device, `ratio` > 1 faster; "device": CUDA against the CPU per
+    operation and implementation, `ratio` > 1 CUDA faster."""
+    limits = limits or Thresholds()
+    rows = newest_commit_rows(benchmarks)
+    split, within = ("impl", "device") if kind == "impl" else ("device", "impl")
+    out = []
+    for (machine, operation, where), group in rows.groupby(["machine", "operation", within], sort=True):
+        sides = sorted(group[split].unique())
+        if kind == "impl":
+            base = baseline_implementation(sides)
+            others = [s for s in sides if s != base]
+        else:
+            base, others = "cpu", [s for s in sides if s == "cuda"] if "cpu" in sides else []
+        for other in others:
+            ratio = ratio_of(
+                group[group[split] == base], group[group[split] == other], _threshold(limits, group.iloc[0])
+            )
+            out.append({
+                "machine": machine, "operation": operation, within: where, "baseline": base, "candidate": other,
+                "base_median": float(group[group[split] == base]["median"].median()),
+                "median": float(group[group[split] == other]["median"].median()),
+                "ratio": ratio.value, "low": ratio.low, "high": ratio.high, "values": ratio.values,
+                "unit": ratio.unit, "threshold": ratio.threshold, "distinguishable": ratio.distinguishable,
+                "matters": ratio.matters, "commit": str(group["commit"].iloc[0]), "runs": group["source"].nunique(),
+            })  # fmt: skip
+    frame = pd.DataFrame(out)
+    if frame.empty:
+        return frame
+    return frame.sort_values(["machine", within, "operation"], key=_natural_column, kind="stable").reset_index(
+        drop=True
+    )
+
+
+def _natural_column(column: pd.Series) -> pd.Series:
+    return column.map(natural_key) if column.name == "operation" else column
+
+
+def as_ratio(row: pd.Series) -> Ratio:
+    return Ratio(
+        float(row["ratio"]), float(row["low"]), float(row["high"]), int(row["values"]), str(row["unit"]),
+        float(row["threshold"]),
+    )  # fmt: skip
+
+
+def baseline_implementation(impls: list[str]) -> str:
+    return "reference" if "reference" in impls else sorted(impls)[0]
 
 
 _BENCHMARK_COLUMNS = ("machine", "source", "datetime", "commit", "operation", "device", "impl", "median")
@@ -125,81 +228,7 @@ def common_pass_drift(drift: pd.DataFrame) -> pd.Series:
 
 def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
     """Sort key in which runs of digits compare as numbers: "batch_size=2" before "batch_size=128"."""
-    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", text))
-
-
-def _ratio_columns(ratio: Ratio) -> dict[str, object]:
-    return {
-        "ratio": ratio.value,
-        "low": ratio.low,
-        "high": ratio.high,
-        "method": ratio.method,
-        "within_noise": ratio.within_noise,
-        "iqr_overlap": ratio.iqr_overlap,
-        "few_rounds": ratio.few_rounds,
-    }
-
-
-def device_comparison(benchmarks: pd.DataFrame) -> pd.DataFrame:
-    """CPU vs CUDA for each operation measured on both on one machine: `ratio` > 1 means CUDA is faster."""
-    rows = []
-    newest = latest(benchmarks)
-    for (machine, operation, impl), group in newest.groupby(["machine", "operation", "impl"], sort=True):
-        by_device = {str(d): r for d, r in zip(group["device"], group.to_dict("records"), strict=True)}
-        if "cpu" in by_device and "cuda" in by_device:
-            cpu, cuda = pd.Series(by_device["cpu"]), pd.Series(by_device["cuda"])
-            rows.append(
-                {
-                    "machine": machine,
-                    "operation": operation,
-                    "impl": impl,
-                    "cpu_median": cpu["median"],
-                    "cpu_q1": cpu["q1"],
-                    "cpu_q3": cpu["q3"],
-                    "cuda_median": cuda["median"],
-                    "cuda_q1": cuda["q1"],
-                    "cuda_q3": cuda["q3"],
-                    **_ratio_columns(median_ratio(cpu, cuda)),
-                }
-            )
-    return pd.DataFrame(sorted(rows, key=lambda row: (row["machine"], natural_key(row["operation"]))))
-
-
-def baseline_implementation(impls: list[str]) -> str:
-    return "reference" if "reference" in impls else sorted(impls)[0]
-
-
-def implementation_comparison(benchmarks: pd.DataFrame) -> pd.DataFrame:
-    """Each implementation against the baseline (the reference when present) for the same operation, device and
-    machine: `ratio` > 1 means the implementation is faster than the baseline."""
-    rows = []
-    newest = latest(benchmarks)
-    for (machine, operation, device), group in newest.groupby(["machine", "operation", "device"], sort=True):
-        impls = list(group["impl"])
-        if len(impls) < 2:
-            continue
-        base_name = baseline_implementation(impls)
-        base = group[group["impl"] == base_name].iloc[0]
-        for _, row in group[group["impl"] != base_name].sort_values("impl").iterrows():
-            rows.append(
-                {
-                    "machine": machine,
-                    "operation": operation,
-                    "device": device,
-                    "baseline": base_name,
-                    "impl": row["impl"],
-                    "baseline_median": base["median"],
-                    "baseline_q1": base["q1"],
-                    "baseline_q3": base["q3"],
-                    "median": row["median"],
-                    "q1": row["q1"],
-                    "q3": row["q3"],
-                    "baseline_first_call": base["first_call"],
-                    "first_call": row["first_call"],
-                    **_ratio_columns(median_ratio(base, row)),
-                }
-            )
-    return pd.DataFrame(sorted(rows, key=lambda row: (row["machine"], natural_key(row["operation"]))))
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", str(text)))
 
 
 def thresholds(path: Path | None = None) -> Thresholds:
@@ -207,91 +236,6 @@ def thresholds(path: Path | None = None) -> Thresholds:
     if path is not None:
         return load_thresholds(path)
     return load_thresholds(DEFAULT_THRESHOLDS_FILE) if DEFAULT_THRESHOLDS_FILE.is_file() else Thresholds()
-
-
-_CHANGES = {Verdict.SLOWER: "regression", Verdict.FASTER: "improvement"}
-
-
-def history(benchmarks: pd.DataFrame, limits: Thresholds | None = None) -> pd.DataFrame:
-    """Every non-quick run of every series in time order, each judged against the run before it on the same
-    machine by the regression gate: `verdict` is the gate's (`Verdict` text, "" for a first run), `change` is
-    "regression", "improvement" or "" (same, or within noise)."""
-    limits = limits or Thresholds()
-    measured = benchmarks[~benchmarks["quick"].astype(bool)] if len(benchmarks) else benchmarks
-    if measured.empty:
-        return measured.assign(series=[], verdict=[], change=[], step=[], threshold=[])
-    frames = []
-    keys = ["machine", "operation", "device", "impl"]
-    for key, group in measured.sort_values("datetime", kind="stable").groupby(keys, sort=True):
-        group = group.reset_index(drop=True).copy()
-        records = group.to_dict("records")
-        limit = limits.for_benchmark(records[-1])
-        verdicts = [judge(before, after, limit)[0] for before, after in itertools.pairwise(records)]
-        group["verdict"] = [""] + [str(v) for v in verdicts]
-        group["change"] = [""] + [_CHANGES.get(v, "") for v in verdicts]
-        group["step"] = group["median"] / group["median"].shift()
-        group["threshold"] = limit
-        group["series"] = " · ".join(str(k) for k in key[1:])  # operation · device · implementation
-        frames.append(group)
-    return pd.concat(frames, ignore_index=True)
-
-
-def running_mean_matrix(training: pd.DataFrame, sweep: str, window: int = 100) -> tuple[np.ndarray, np.ndarray]:
-    """Episodes and a (seeds × episodes) matrix of the running mean duration, cut to the shortest seed.
-
-    Before `window` episodes the mean is over the episodes so far, so that short runs still show a curve.
-    """
-    runs = training[training["sweep"] == sweep]
-    curves = []
-    for _, seed_run in runs.groupby("seed", sort=True):
-        durations = seed_run.sort_values("episode")["duration"].to_numpy(dtype=float)
-        curves.append(pd.Series(durations).rolling(window, min_periods=1).mean().to_numpy())
-    length = min(len(c) for c in curves)
-    return np.arange(1, length + 1), np.stack([c[:length] for c in curves])
-
-
-def bootstrap_band(matrix: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean over seeds (rows) at each episode and its 95% percentile-bootstrap band, resampling seeds."""
-    rng = _rng(seed)
-    mean = matrix.mean(axis=0)
-    if matrix.shape[0] < 2:
-        return mean, mean.copy(), mean.copy()
-    picks = rng.integers(0, matrix.shape[0], size=(BOOTSTRAP_SAMPLES, matrix.shape[0]))
-    means = matrix[picks].mean(axis=1)
-    tail = (1 - CONFIDENCE) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail], axis=0)
-    return mean, low, high
-
-
-def learning_summary(training: pd.DataFrame, threshold: float = 195.0, window: int = 100) -> pd.DataFrame:
-    """Per sweep: seeds, episodes, final running mean (with a bootstrap CI over seeds) and seeds reaching
-    `threshold`, with the median environment steps they needed."""
-    rows = []
-    for sweep in sorted(training["sweep"].unique()):
-        episodes, matrix = running_mean_matrix(training, sweep, window)
-        mean, low, high = bootstrap_band(matrix)
-        reached_steps = []
-        for _, seed_run in training[training["sweep"] == sweep].groupby("seed", sort=True):
-            ordered = seed_run.sort_values("episode")
-            means = ordered["duration"].rolling(window, min_periods=window).mean()
-            hits = np.flatnonzero(means.to_numpy() >= threshold)
-            if len(hits):
-                steps = ordered["total_steps"].to_numpy()[hits[0]]
-                reached_steps.append(float(steps) if pd.notna(steps) else np.nan)
-        rows.append(
-            {
-                "sweep": sweep,
-                "seeds": matrix.shape[0],
-                "episodes": int(episodes[-1]),
-                "longest": int(training[training["sweep"] == sweep].groupby("seed")["episode"].count().max()),
-                "final_mean": float(mean[-1]),
-                "final_low": float(low[-1]),
-                "final_high": float(high[-1]),
-                "reached": len(reached_steps),
-                "steps_to_threshold": float(np.median(reached_steps)) if reached_steps else np.nan,
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 def newest_conformance(conformance: pd.DataFrame) -> pd.DataFrame:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +14,14 @@ from dqnbench.files import refuse_to_overwrite
 from dqnbench.report.analysis import thresholds
 from dqnbench.report.load import load_inputs
 from dqnbench.report.render import to_html, to_markdown
-from dqnbench.report.results import build_sections
+from dqnbench.report.sections import build_sections
+
+DEFAULT_OUT = Path("build/reports")
+"""Built reports are outputs, not results: they go to a git-ignored folder (`build/` is in .gitignore)."""
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def default_name() -> str:
@@ -23,11 +31,12 @@ def default_name() -> str:
 def build_report(
     paths: Sequence[Path],
     *,
-    out_root: Path = Path("reports"),
+    out_root: Path = DEFAULT_OUT,
     name: str | None = None,
     threshold: float = 195.0,
     window: int = 100,
     thresholds_file: Path | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Path:
     """Write `out_root/name/` (index.html, report.md, each figure as PNG and SVG) and return that folder.
 
@@ -40,7 +49,19 @@ def build_report(
     target = out_root / name
     fix = "choose another --name, or move the old report away first"
     refuse_to_overwrite(target, "report folder", fix)
+    started = time.perf_counter()
+
+    def say(text: str) -> None:
+        if progress is not None:
+            progress(f"[{time.perf_counter() - started:5.1f} s] {text}")
+
+    say(f"reading {', '.join(map(str, paths))}")
     inputs = load_inputs(paths)
+    say(
+        f"read {_count(len(inputs.files), 'file')}: {_count(inputs.benchmarks['source'].nunique(), 'benchmark run')}, "
+        f"{_count(inputs.training['source'].nunique(), 'training curve')}, "
+        f"{_count(inputs.conformance['source'].nunique(), 'conformance result')}; computing"
+    )
     sections = build_sections(inputs, threshold=threshold, window=window, limits=thresholds(thresholds_file))
     title = f"dqnbench report: {name}"
     out_root.mkdir(parents=True, exist_ok=True)
@@ -52,8 +73,10 @@ def build_report(
     try:
         for section in sections:
             for figure in section.figures:
+                say(f"drawing figure {figure.number} ({section.title})")
                 (staging / f"{figure.figure.stem}.png").write_bytes(figure.figure.png)
                 (staging / f"{figure.figure.stem}.svg").write_text(figure.figure.svg, encoding="utf-8")
+        say("writing index.html and report.md")
         (staging / "report.md").write_text(to_markdown(title, sections), encoding="utf-8")
         (staging / "index.html").write_text(to_html(title, sections), encoding="utf-8")
         if target.is_dir():

@@ -6,20 +6,26 @@ import io
 from dataclasses import dataclass
 
 import matplotlib
+import PIL.Image
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
 import pandas as pd
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure as MplFigure
 
-from dqnbench.report.analysis import bootstrap_band, common_pass_drift, natural_key, running_mean_matrix
+from dqnbench.report.analysis import common_pass_drift, natural_key
 
-# Fixed SVG ids and no timestamps: the same inputs give byte-identical figures.
-matplotlib.rcParams["svg.hashsalt"] = "dqnbench"
-DEVICE_COLOURS = {"cpu": "#4C72B0", "cuda": "#55A868"}
+# Fixed SVG ids and no timestamps: the same inputs give byte-identical figures. Text stays text in the SVG (a
+# font of the reader's), so it stays small and searchable; DejaVu Sans is what matplotlib ships with.
+matplotlib.rcParams.update({"svg.hashsalt": "dqnbench", "svg.fonttype": "none", "font.family": "DejaVu Sans"})
+DPI = 90
+# One colour per implementation in every figure (the Okabe-Ito palette, told apart by colour-blind readers too).
+IMPL_COLOURS = {
+    "reference": "#0072B2", "fast": "#D55E00", "fast-graphed": "#009E73", "fast-compiled": "#CC79A7",
+}  # fmt: skip
+_SPARE = ("#E69F00", "#56B4E9", "#F0E442", "#000000", "#999999")
 OUTCOME_COLOURS = {"passed": "#55A868", "failed": "#C44E52", "skipped": "#C8C8C8", "absent": "#FFFFFF"}
 OUTCOME_MARKS = {"passed": "✓", "failed": "✗", "skipped": "–", "absent": ""}
 _PALETTE = matplotlib.colormaps["tab10"].colors  # type: ignore[attr-defined]
@@ -35,24 +41,24 @@ class Figure:
     svg: str
 
 
-def _render(fig: MplFigure, stem: str, alt: str) -> Figure:
-    fig.tight_layout()
+def _render(fig: MplFigure, stem: str, alt: str, *, layout: bool = True) -> Figure:
+    if layout:
+        fig.tight_layout()
     png, svg = io.BytesIO(), io.StringIO()
-    fig.savefig(png, format="png", dpi=110, metadata={"Software": None})
+    fig.savefig(png, format="png", dpi=DPI, metadata={"Software": None})
     fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
     plt.close(fig)
-    return Figure(stem, alt, png.getvalue(), svg.getvalue())
+    return Figure(stem, alt, _palette_png(png.getvalue()), svg.getvalue())
 
 
-def _error(median: pd.Series, q1: pd.Series, q3: pd.Series) -> np.ndarray:
-    return np.vstack([(median - q1).clip(lower=0).to_numpy(), (q3 - median).clip(lower=0).to_numpy()])
-
-
-def _seconds_x_axis(ax: Axes) -> None:
-    """Log time axis labelled in the unit that suits the data: bars spanning 10 µs to 30 ms stay readable."""
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(_SECONDS)
-    ax.grid(axis="x", which="both", alpha=0.25)
+def _palette_png(png: bytes) -> bytes:
+    """The PNG with at most 256 colours: a chart has few, and an indexed PNG is a third of the size."""
+    image = PIL.Image.open(io.BytesIO(png)).convert("RGB")
+    out = io.BytesIO()
+    image.quantize(256, method=PIL.Image.Quantize.MEDIANCUT, dither=PIL.Image.Dither.NONE).save(
+        out, "PNG", optimize=True
+    )
+    return out.getvalue()
 
 
 def pretty(operation: str) -> str:
@@ -81,126 +87,175 @@ def format_seconds(seconds: float) -> str:
 _SECONDS = matplotlib.ticker.FuncFormatter(lambda value, _pos: format_seconds(value))
 
 
-def _bar_height(rows: float) -> float:
-    return 1.6 + 0.45 * rows
+def impl_colour(impl: str, others: list[str] | None = None) -> str:
+    """The implementation's colour: fixed for the suite's own, else a spare one by its rank in `others`."""
+    if impl in IMPL_COLOURS:
+        return IMPL_COLOURS[impl]
+    extra = sorted(i for i in (others or [impl]) if i not in IMPL_COLOURS)
+    return _SPARE[(extra.index(impl) if impl in extra else 0) % len(_SPARE)]
 
 
-def device_figure(table: pd.DataFrame, label: pd.Series) -> Figure:
-    """Horizontal bars of CPU and CUDA medians per operation, IQR as error bars, speed-up written beside."""
-    fig, ax = plt.subplots(figsize=(9, _bar_height(2 * len(table))))
-    y = np.arange(len(table))
-    for offset, device in ((-0.2, "cpu"), (0.2, "cuda")):
-        median = table[f"{device}_median"]
-        ax.barh(
-            y + offset,
-            median,
-            height=0.38,
-            color=DEVICE_COLOURS[device],
-            label=device.upper(),
-            xerr=_error(median, table[f"{device}_q1"], table[f"{device}_q3"]),
-            capsize=3,
-        )
-    for yi, (cpu, ratio) in enumerate(zip(table["cpu_median"], table["ratio"], strict=True)):
-        ax.annotate(f"×{significant(ratio)}", (cpu, yi - 0.2), xytext=(6, -3), textcoords="offset points", fontsize=8)
-    ax.set_yticks(y, label.tolist())
-    ax.invert_yaxis()
-    _seconds_x_axis(ax)
-    ax.set(xlabel="median time per call (error bars: interquartile range; ×: CUDA speed-up)")
-    _legend_above(ax, 2)
-    return _render(fig, "cpu_vs_cuda", "Bar chart of CPU and CUDA median times per operation")
+_LOG2_TICKS = [2.0**k for k in range(-6, 8)]
+_POINTS = 400
 
 
-def _legend_above(ax: Axes, columns: int) -> None:
-    # Inside the axes the legend covered the last bars and their speed-up labels.
-    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=columns, frameon=False)
+def _thin(steps: np.ndarray, means: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """At most `_POINTS` points of a smooth curve: more cost drawing time and file size and show nothing more."""
+    if len(steps) <= _POINTS:
+        return steps, means
+    keep = np.unique(np.linspace(0, len(steps) - 1, _POINTS).round().astype(int))
+    return steps[keep], means[keep]
 
 
-def implementation_figure(
-    latest: pd.DataFrame, label_of: dict[tuple[str, str, str], str], impls: list[str], ratios: pd.DataFrame
-) -> Figure:
-    """Grouped horizontal bars: one group per (machine, operation, device), one bar per implementation, each
-    non-baseline bar labelled with its speed-up over the baseline (`impls[0]`) from `ratios`."""
-    keys = sorted(label_of, key=lambda key: (key[0], natural_key(key[1]), key[2]))
-    fig, ax = plt.subplots(figsize=(9, _bar_height(len(keys) * max(len(impls), 2) / 1.6)))
-    width = 0.8 / len(impls)
-    for index, impl in enumerate(impls):
-        rows = latest[latest["impl"] == impl].set_index(["machine", "operation", "device"])
-        present = [k for k in keys if k in rows.index]
-        y = np.array([keys.index(k) for k in present]) - 0.4 + width * (index + 0.5)
-        sub = rows.loc[present]
-        ax.barh(
-            y,
-            sub["median"],
-            height=width * 0.95,
-            color=_PALETTE[index % len(_PALETTE)],
-            label=impl,
-            xerr=_error(sub["median"], sub["q1"], sub["q3"]),
-            capsize=2,
-        )
-        speedups = ratios[ratios["impl"] == impl].set_index(["machine", "operation", "device"])["ratio"]
-        for yi, key, q3 in zip(y, present, sub["q3"], strict=True):
-            if key in speedups.index:
-                ax.annotate(
-                    f"×{significant(speedups[key])}", (q3, yi), xytext=(4, -3), textcoords="offset points", fontsize=8
-                )
-    ax.set_yticks(np.arange(len(keys)), [label_of[k] for k in keys])
-    ax.invert_yaxis()
-    _seconds_x_axis(ax)
-    ax.set(xlabel=f"median time per call (error bars: interquartile range; ×: speed-up over {impls[0]})")
-    _legend_above(ax, len(impls))
-    return _render(fig, "implementations", "Bar chart of median times per implementation and operation")
+def _ratio_label(value: float) -> str:
+    return f"×{value:g}" if value >= 1 else f"×1/{1 / value:g}"
 
 
-def history_figure(trend: pd.DataFrame) -> Figure:
-    """Small multiples, one panel per operation and device: each implementation's (and machine's) median over
-    the runs with its IQR band; regressions red ▼, improvements green ▲. Runs share one x position per time."""
+def forest_figure(table: pd.DataFrame, facet: list[str], label: pd.Series, stem: str, what: str) -> Figure:
+    """Speed-ups as a forest plot: one row per comparison, the ratio on a log2 axis (1 = as fast), whiskers
+    for the 95% interval (a hollow marker where there is none), the shaded band for ratios within the
+    threshold; one facet per `facet` values (machine and device, or machine and implementation)."""
+    groups = list(table.groupby(facet, sort=False))
+    sizes = [len(rows) for _, rows in groups]
+    fig, axes = plt.subplots(
+        len(groups), 1, figsize=(8.4, 0.9 + 0.3 * sum(sizes) + 0.5 * len(groups)), squeeze=False,
+        gridspec_kw={"height_ratios": [s + 1.2 for s in sizes]}, sharex=True,
+    )  # fmt: skip
+    finite = table[["ratio", "low", "high"]].to_numpy(dtype=float)
+    finite = finite[np.isfinite(finite) & (finite > 0)]
+    lo, hi = min(finite.min(), 0.5) / 1.3, max(finite.max(), 2.0) * 1.3
+    for ax, (key, rows) in zip(axes[:, 0], groups, strict=True):
+        y = np.arange(len(rows))
+        threshold = float(rows["threshold"].iloc[0])
+        ax.axvspan(1 / (1 + threshold), 1 + threshold, color="#EEEEEE", zorder=0)
+        ax.axvline(1, color="#555555", lw=0.8, zorder=1)
+        for yi, row in zip(y, rows.itertuples(index=False), strict=True):
+            colour = impl_colour(str(row.impl if hasattr(row, "impl") else row.candidate))
+            if np.isfinite(row.low):
+                ax.plot([row.low, row.high], [yi, yi], color=colour, lw=1.6, zorder=2)
+            filled = bool(np.isfinite(row.low))
+            ax.plot(row.ratio, yi, "o", color=colour, mfc=colour if filled else "white", ms=5.5, zorder=3)
+        ax.set_yticks(y, list(label.loc[rows.index]), fontsize=8)
+        ax.set_ylim(len(rows) - 0.4, -0.6)
+        ax.set_title(" · ".join(map(str, key if isinstance(key, tuple) else (key,))), fontsize=9, loc="left")
+        ax.set_xscale("log", base=2)
+        ax.set_xlim(lo, hi)
+        ax.grid(axis="x", alpha=0.3)
+    axis = axes[-1, 0]
+    axis.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(_LOG2_TICKS))
+    axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p: _ratio_label(v)))
+    axis.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    axis.set_xlabel(f"{what} (log2 axis; grey band: within the threshold; hollow: no interval)", fontsize=9)
+    return _render(fig, stem, f"Forest plot of {what} with 95% intervals")
+
+
+def history_figure(trend: pd.DataFrame, commits: dict[str, list[str]], breaks: dict[str, list[int]]) -> Figure:
+    """Small multiples, one panel per machine, device and operation: each implementation's median per commit
+    (x: the machine's commits in the order first measured, at most 8 labelled), one colour per implementation in
+    every panel; ▲/▼ mark improvements and regressions, dashed lines machine changes (the line breaks there)."""
     panels = sorted(
-        {(o, d) for o, d in zip(trend["operation"], trend["device"], strict=True)},
-        key=lambda pair: (natural_key(pair[0]), pair[1]),
+        {(m, d, o) for m, d, o in zip(trend["machine"], trend["device"], trend["operation"], strict=True)},
+        key=lambda p: (p[0], p[1], natural_key(p[2])),
     )
-    several_machines = trend["machine"].nunique() > 1
-    cols = min(3, len(panels))
+    impls = sorted(trend["impl"].unique())
+    cols = min(4, len(panels))
     rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.0 * rows), squeeze=False)
-    for ax, (operation, device) in zip(axes.flat, panels, strict=False):
-        points = trend[(trend["operation"] == operation) & (trend["device"] == device)].sort_values("datetime")
-        times = sorted(points["datetime"].unique())
-        lines = points.groupby(["impl", "machine"], sort=True)
-        for index, ((impl, machine), runs) in enumerate(lines):
-            x = np.array([times.index(t) for t in runs["datetime"]])
-            colour = _PALETTE[index % len(_PALETTE)]
-            ax.fill_between(x, runs["q1"], runs["q3"], color=colour, alpha=0.18, linewidth=0)
-            label = f"{impl} on {machine}" if several_machines else str(impl)
-            ax.plot(x, runs["median"], marker="o", color=colour, label=label, markersize=4)
-            for change, mark_colour, marker in (("regression", "#C44E52", "v"), ("improvement", "#55A868", "^")):
-                hit = (runs["change"] == change).to_numpy()
-                ax.scatter(
-                    x[hit],
-                    runs["median"].to_numpy()[hit],
-                    s=70,
-                    color=mark_colour,
-                    marker=marker,
-                    zorder=3,
-                    label=change if hit.any() else None,
-                )
-        first = points.drop_duplicates("datetime")
-        ax.set_xticks(
-            np.arange(len(times)),
-            [f"{c[:7]}\n{d:%m-%d %H:%M}" for c, d in zip(first["commit"], first["datetime"], strict=True)],
-            fontsize=7,
-        )
-        ax.set_title(f"{pretty(operation)} · {device}", fontsize=9)
-        positive = points["q1"][points["q1"] > 0]
-        if len(positive) and points["q3"].max() / positive.min() > 20:
-            ax.set_yscale("log")  # lines an order of magnitude apart would otherwise flatten to the axis
+    fig, axes = plt.subplots(rows, cols, figsize=(3.1 * cols, 2.1 * rows + 0.6), squeeze=False)
+    for ax, (machine, device, operation) in zip(axes.flat, panels, strict=False):
+        order = commits[machine]
+        points = trend[(trend["machine"] == machine) & (trend["device"] == device) & (trend["operation"] == operation)]
+        for impl, runs in points.groupby("impl", sort=True):
+            per_commit = runs.groupby("commit", sort=False)["median"].median()
+            x = np.array([order.index(c) for c in per_commit.index], dtype=float)
+            sort = np.argsort(x)
+            x, y = x[sort], per_commit.to_numpy()[sort]
+            for cut in breaks.get(machine, []):  # no line across a machine change
+                if ((x < cut).any()) and ((x >= cut).any()):
+                    i = int(np.searchsorted(x, cut))
+                    x, y = np.insert(x, i, np.nan), np.insert(y, i, np.nan)
+            colour = impl_colour(str(impl), impls)
+            ax.plot(x, y, color=colour, lw=1.2, marker="o", ms=2.2, label=str(impl), rasterized=len(x) > 40)
+            for change, marker in (("regression", "v"), ("improvement", "^")):
+                hit = runs[runs["change"] == change]
+                if len(hit):
+                    ax.plot([order.index(c) for c in hit["commit"]], hit["median"], marker, color=colour, ms=7,
+                            mec="black", mew=0.6, ls="none")  # fmt: skip
+        for cut in breaks.get(machine, []):
+            ax.axvline(cut - 0.5, color="#777777", ls="--", lw=0.9)
+        ticks = np.unique(np.linspace(0, len(order) - 1, min(len(order), 7)).round().astype(int))
+        ax.set_xticks(ticks, [order[t][:7] for t in ticks])
+        ax.set_xlim(-0.5, len(order) - 0.5)
+        ax.tick_params(axis="x", labelsize=6.5, rotation=45)
+        ax.tick_params(axis="y", labelsize=7)
         ax.yaxis.set_major_formatter(_SECONDS)
+        ax.set_title(f"{pretty(operation)} · {device} · {machine}", fontsize=8)
         ax.grid(alpha=0.25)
-        handles, labels = ax.get_legend_handles_labels()
-        unique = dict(zip(labels, handles, strict=True))  # one legend entry per label
-        ax.legend(unique.values(), unique.keys(), fontsize=7, loc="best")
     for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
-    return _render(fig, "history", "Median time of each benchmark over successive runs, regressions marked")
+    handles = [matplotlib.lines.Line2D([], [], color=impl_colour(i, impls), lw=2, label=i) for i in impls]
+    handles += [
+        matplotlib.lines.Line2D([], [], marker="v", ls="none", color="grey", mec="black", label="regression"),
+        matplotlib.lines.Line2D([], [], marker="^", ls="none", color="grey", mec="black", label="improvement"),
+        matplotlib.lines.Line2D([], [], ls="--", color="#777777", label="machine changed"),
+    ]
+    fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8, frameon=False)
+    # Fixed margins: tight_layout over dozens of panels costs seconds and gains nothing on a regular grid.
+    height = 2.1 * rows + 0.6
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.6 / height, top=1 - 0.5 / height, wspace=0.32, hspace=0.75)
+    return _render(
+        fig, "history", "Median time per commit of each benchmark and implementation, per machine", layout=False
+    )
+
+
+def learning_figure(
+    curves: dict[str, list[tuple[np.ndarray, np.ndarray]]],
+    iqms: dict[str, tuple[np.ndarray, np.ndarray]],
+    labels: dict[str, str],
+    threshold: float,
+    window: int,
+    stem: str = "learning_curves",
+) -> Figure:
+    """Running means against environment steps: each seed thin, the IQM over seeds thick, one colour per
+    configuration (the first highlighted); the dashed line is the threshold. Dense lines are rasterised."""
+    fig, ax = plt.subplots(figsize=(8.4, 4.2))
+    colours = ["#D55E00", "#0072B2", "#009E73", "#CC79A7"]
+    for index, sweep in enumerate(curves):
+        colour = colours[index % len(colours)]
+        for steps, means in curves[sweep]:
+            ax.plot(*_thin(steps, means), color=colour, alpha=0.45, lw=0.7, rasterized=True)
+        grid, centre = iqms[sweep]
+        ax.plot(grid, centre, color=colour, lw=2.4, label=labels[sweep])
+    ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"threshold {threshold:g}")
+    ax.set(xlabel="environment steps", ylabel=f"{window}-episode running mean duration")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p: f"{v / 1000:g}k"))
+    ax.grid(alpha=0.25)
+    ax.legend(loc="upper left", fontsize=8)
+    return _render(fig, stem, "Learning curves against environment steps: per seed and their IQM")
+
+
+def learning_grid_figure(
+    curves: dict[str, list[tuple[np.ndarray, np.ndarray]]], titles: dict[str, str], threshold: float, window: int
+) -> Figure:
+    """Appendix: one small panel per other configuration, its seeds' running means against environment steps."""
+    names = list(curves)
+    cols = min(4, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(2.6 * cols, 2.0 * rows + 0.3), squeeze=False, sharex=True, sharey=True
+    )
+    for ax, sweep in zip(axes.flat, names, strict=False):
+        for steps, means in curves[sweep]:
+            ax.plot(*_thin(steps, means), color="#555555", lw=0.7, rasterized=True)
+        ax.axhline(threshold, color="grey", ls="--", lw=0.8)
+        ax.set_title(titles[sweep], fontsize=7)
+        ax.tick_params(labelsize=6.5)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p: f"{v / 1000:g}k"))
+        ax.grid(alpha=0.25)
+    for ax in axes.flat[len(names) :]:
+        ax.set_visible(False)
+    fig.supxlabel("environment steps", fontsize=8)
+    fig.supylabel(f"{window}-episode running mean", fontsize=8)
+    return _render(fig, "learning_appendix", "Learning curves of the other configurations, one panel each")
 
 
 def drift_figure(drift: pd.DataFrame) -> Figure:
@@ -211,8 +266,8 @@ def drift_figure(drift: pd.DataFrame) -> Figure:
     fig, axes = plt.subplots(1, len(machines), figsize=(6.4 * len(machines), 3.6), squeeze=False)
     for ax, machine in zip(axes.flat, machines, strict=True):
         run = drift[drift["machine"] == machine]
-        for index, (_, passes) in enumerate(run.groupby(["operation", "device", "impl"], sort=True)):
-            ax.plot(passes["pass"], passes["relative"] - 1, color=_PALETTE[index % len(_PALETTE)], alpha=0.45, lw=1)
+        for _, passes in run.groupby(["operation", "device", "impl"], sort=True):
+            ax.plot(passes["pass"], passes["relative"] - 1, color=_SPARE[4], alpha=0.45, lw=1)
         common = common_by_machine.loc[machine]
         ax.plot(common.index, common.to_numpy(), color="black", lw=2.5, marker="o", label="median over benchmarks")
         for bound in (-0.1, 0.1):
@@ -227,28 +282,6 @@ def drift_figure(drift: pd.DataFrame) -> Figure:
         ax.grid(alpha=0.25)
         ax.legend(fontsize=7, loc="upper right")
     return _render(fig, "passes", "Each benchmark's pass medians relative to its median over the run, per machine")
-
-
-def learning_figure(training: pd.DataFrame, window: int = 100, threshold: float = 195.0) -> Figure:
-    """Per-seed running means (thin), their mean over seeds (thick) and a 95% bootstrap band, one colour per
-    sweep; the raw episode durations of every seed faintly behind."""
-    fig, ax = plt.subplots(figsize=(9, 4.8))
-    for index, sweep in enumerate(sorted(training["sweep"].unique())):
-        colour = _PALETTE[index % len(_PALETTE)]
-        for _, seed_run in training[training["sweep"] == sweep].groupby("seed", sort=True):
-            ordered = seed_run.sort_values("episode")
-            ax.plot(ordered["episode"], ordered["duration"], color=colour, alpha=0.12, linewidth=0.6)
-        episodes, matrix = running_mean_matrix(training, sweep, window)
-        mean, low, high = bootstrap_band(matrix)
-        for curve in matrix:
-            ax.plot(episodes, curve, color=colour, alpha=0.45, linewidth=0.8)
-        ax.fill_between(episodes, low, high, color=colour, alpha=0.25, linewidth=0)
-        ax.plot(episodes, mean, color=colour, linewidth=2.2, label=f"{sweep} ({matrix.shape[0]} seeds)")
-    ax.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
-    ax.set(xlabel="episode", ylabel=f"duration (steps); thick: {window}-episode mean over seeds")
-    ax.grid(alpha=0.25)
-    ax.legend(loc="upper left", fontsize=8)
-    return _render(fig, "learning_curves", "Learning curves: episode durations and their running mean per seed")
 
 
 def conformance_figure(matrix: pd.DataFrame) -> Figure:

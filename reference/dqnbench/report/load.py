@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +31,39 @@ TRAINING_COLUMNS = ("episode", "duration", "total_steps", "epsilon", "mean_loss"
 # fmt: off
 BENCHMARK_COLUMNS = (
     "source", "machine", "datetime", "commit", "version", "quick", "group", "name", "fullname", "operation",
-    "device", "impl", "median", "q1", "q3", "iqr", "mean", "stddev", "rounds", "data", "first_call",
-    "pass_medians",
+    "device", "impl", "median", "q1", "q3", "iqr", "mean", "stddev", "rounds", "first_call", "pass_medians",
 )
 # fmt: on
-CONFORMANCE_COLUMNS = ("source", "implementation", "created", "torch", "check", "outcome", "message", "duration_s")
+CONFORMANCE_COLUMNS = (
+    "source",
+    "implementation",
+    "created",
+    "torch",
+    "check",
+    "outcome",
+    "message",
+    "duration_s",
+    "by_design",
+)
+# One row per benchmark run: the facts that say on what it ran. A change in any of them between two runs of one
+# machine is a break in its history, never a regression (`dqnbench.report.verdicts`).
+RUN_COLUMNS = (
+    "source",
+    "machine",
+    "datetime",
+    "commit",
+    "quick",
+    "passes",
+    "cpu_model",
+    "cores",
+    "torch_threads",
+    "gpus",
+    "torch",
+    "cuda",
+    "kernel",
+)
+MACHINE_FACTS = ("cpu_model", "cores", "torch_threads", "gpus", "torch", "cuda", "kernel")
+NOT_RECORDED = "not recorded"
 TRAINING_TABLE_COLUMNS = ("source", "sweep", "seed", *TRAINING_COLUMNS)
 OUTCOMES = ("passed", "failed", "skipped")
 # Where the implementation's name may be recorded: the benchmark suite's `subject` parameter and `impl` extra
@@ -58,6 +86,32 @@ class Inputs:
     training: pd.DataFrame
     files: tuple[Path, ...] = ()
     ignored: tuple[Path, ...] = ()
+    runs: pd.DataFrame = field(default_factory=lambda: _empty(RUN_COLUMNS))
+    sweeps: Mapping[str, SweepInfo] = field(default_factory=dict)
+    skipped_folders: tuple[Path, ...] = ()
+    ab: tuple[ABResult, ...] = ()
+
+
+@dataclass(frozen=True)
+class ABResult:
+    """A stored A/B gate result (`dqnbench bench ab`, kind "dqnbench-ab"): candidate against baseline, each
+    benchmark's verdict ("slower", "faster" or "same")."""
+
+    source: Path
+    machine: str
+    when: pd.Timestamp
+    baseline: str
+    candidate: str
+    verdicts: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class SweepInfo:
+    """What a training folder records beside its curves: the configuration and each seed's greedy evaluation."""
+
+    folder: Path
+    config: Mapping[str, Any] | None
+    final_eval: Mapping[str, float | None]
 
 
 def load_inputs(paths: Sequence[Path]) -> Inputs:
@@ -65,22 +119,32 @@ def load_inputs(paths: Sequence[Path]) -> Inputs:
     if not paths:
         raise ReportInputError("no result files or folders were given; name at least one (e.g. reports/history)")
     benchmark_rows: list[dict[str, Any]] = []
+    run_rows: list[dict[str, Any]] = []
     conformance_rows: list[dict[str, Any]] = []
     training_frames: list[pd.DataFrame] = []
     used: list[Path] = []
     ignored: list[Path] = []
     versions: dict[int, Path] = {}
-    for path, explicit in _expand(paths):
+    ab: list[ABResult] = []
+    expanded, skipped = _expand(paths)
+    for path, explicit in expanded:
         if path.suffix == ".csv":
             training_frames.append(read_training_csv(path))
             used.append(path)
             continue
         document = read_json(path)
-        if is_benchmark_document(document):
+        if isinstance(document, Mapping) and document.get("kind") == "dqnbench-ab":
+            ab.append(ab_result_from(path, document))
+        elif is_benchmark_document(document) and set(path.parts[:-1]) & set(_NOT_RUNS) and not explicit:
+            ignored.append(path)  # a run kept beside A/B results is not a run of the history
+            continue
+        elif is_benchmark_document(document):
             _check_version(path, document, versions)
             benchmark_rows.extend(benchmark_rows_from(path, document))
+            run_rows.append(run_row_from(path, document))
         elif is_conformance_document(document):
-            _check_schema(path, document)
+            if "schema" in document:
+                _check_schema(path, document)
             conformance_rows.extend(conformance_rows_from(path, document))
         elif explicit:
             raise ReportInputError(
@@ -97,12 +161,19 @@ def load_inputs(paths: Sequence[Path]) -> Inputs:
             f"no benchmark, conformance or training results were found in {', '.join(map(str, paths))}"
         )
     training = pd.concat(training_frames, ignore_index=True) if training_frames else _empty(TRAINING_TABLE_COLUMNS)
+    sweeps = sweep_infos(training)
+    # A training folder's own config.json and summary.json are read as its metadata, not ignored.
+    metadata = {p.resolve() for info in sweeps.values() for p in _metadata_files(info.folder)}
     return Inputs(
         benchmarks=pd.DataFrame(benchmark_rows, columns=list(BENCHMARK_COLUMNS)),
         conformance=pd.DataFrame(conformance_rows, columns=list(CONFORMANCE_COLUMNS)),
         training=training,
         files=tuple(used),
-        ignored=tuple(ignored),
+        ignored=tuple(p for p in ignored if p.resolve() not in metadata),
+        runs=pd.DataFrame(run_rows, columns=list(RUN_COLUMNS)),
+        sweeps=sweeps,
+        skipped_folders=tuple(skipped),
+        ab=tuple(ab),
     )
 
 
@@ -110,29 +181,52 @@ def _empty(columns: Iterable[str]) -> pd.DataFrame:
     return pd.DataFrame(columns=list(columns))
 
 
-def _expand(paths: Sequence[Path]) -> list[tuple[Path, bool]]:
-    """(file, named explicitly) pairs: folders are searched for JSON results and training `durations.csv`.
+# A results root (the repository's `reports/`) holds these stores; its other folders (stability experiments, built
+# reports) are listed as not read, and are read when named themselves.
+STORES = ("history", "ab", "learning", "conformance")
+# A/B gate results (`dqnbench bench ab`: `ab/<machine>/`, or `history/<machine>/ab/`) are verdicts, not runs of the
+# history.
+_NOT_RUNS = ("ab",)
+
+
+def _search_roots(folder: Path) -> tuple[list[Path], list[Path]]:
+    """The folders to search under `folder`, and the folders of a results root that are left out."""
+    if not (folder / "history").is_dir():
+        return [folder], []
+    children = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return [p for p in children if p.name in STORES], [p for p in children if p.name not in STORES]
+
+
+def _expand(paths: Sequence[Path]) -> tuple[list[tuple[Path, bool]], list[Path]]:
+    """(file, named explicitly) pairs, and the folders left out: folders are searched for JSON results and
+    training `durations.csv`.
 
     A file reached twice (a folder and a file inside it) is read once, so no run is counted twice.
     """
     found: dict[Path, tuple[Path, bool]] = {}
+    left_out: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files = [p for p in sorted(path.rglob("*")) if p.is_file()]
+            roots, skipped = _search_roots(path)
+            left_out += skipped
+            files = [p for root in roots for p in sorted(root.rglob("*")) if p.is_file()]
             for p in without_packed_twins(p for p in files if is_run_file(p) or p.name == "durations.csv"):
                 found.setdefault(p.resolve(), (p, False))
         elif path.is_file():
             found[path.resolve()] = (path, True)
         else:
             raise ReportInputError(f"{path}: no such file or folder; check the path given to `dqnbench report`")
-    return list(found.values())
+    return list(found.values()), left_out
 
 
 def read_json(path: Path) -> Any:
     try:
         text = read_result_text(path)
     except BenchFileError as error:
-        raise ReportInputError(str(error)) from error
+        raise ReportInputError(
+            f"{error}; restore it with `git checkout -- {path}` if it is committed, or move it out of the folder "
+            "and run `dqnbench report` again"
+        ) from error
     if not text.strip():
         raise ReportInputError(f"{path}: the file is empty; the run that wrote it probably failed, re-run it")
     try:
@@ -153,8 +247,15 @@ def is_benchmark_document(document: Any) -> bool:
 
 
 def is_conformance_document(document: Any) -> bool:
-    """A conformance result of any schema version (`_check_schema` then refuses versions this reader lacks)."""
-    return isinstance(document, Mapping) and str(document.get("schema", "")).startswith("dqnbench.conformance/")
+    """A conformance result of any schema version (`_check_schema` then refuses versions this reader lacks), or
+    one without a schema that names its implementation and lists its results."""
+    if not isinstance(document, Mapping):
+        return False
+    if str(document.get("schema", "")).startswith("dqnbench.conformance/"):
+        return True
+    return (
+        "schema" not in document and bool(document.get("implementation")) and isinstance(document.get("results"), list)
+    )
 
 
 def _check_schema(path: Path, document: Mapping[str, Any]) -> None:
@@ -210,11 +311,7 @@ def benchmark_rows_from(path: Path, document: Mapping[str, Any]) -> list[dict[st
     machine_info = document.get("machine_info") or {}
     suite_facts = machine_info.get("dqnbench") or {}
     commit_info = document.get("commit_info") or {}
-    when = (
-        pd.Timestamp(document["datetime"]) if document.get("datetime") else pd.Timestamp(path.stat().st_mtime, unit="s")
-    )
-    if when.tzinfo is None:
-        when = when.tz_localize("UTC")
+    when = benchmark_time(path, document)
     rows = []
     for index, benchmark in enumerate(document["benchmarks"]):
         stats = benchmark["stats"]
@@ -226,12 +323,11 @@ def benchmark_rows_from(path: Path, document: Mapping[str, Any]) -> list[dict[st
             )
         params = benchmark.get("params") or {}
         extra = benchmark.get("extra_info") or {}
-        raw = stats.get("data")
         rows.append(
             {
                 "source": str(path),
                 "machine": machine_id_from_info(dict(machine_info)),
-                "datetime": when.tz_convert("UTC"),
+                "datetime": when,
                 "commit": str(commit_info.get("id") or "unknown")[:10],
                 "version": str(document.get("version", "unknown")),
                 "quick": suite_facts.get("mode") == "quick" or bool(extra.get("quick")),
@@ -249,7 +345,6 @@ def benchmark_rows_from(path: Path, document: Mapping[str, Any]) -> list[dict[st
                 "mean": float(stats.get("mean", stats["median"])),
                 "stddev": float(stats.get("stddev", 0.0)),
                 "rounds": int(stats["rounds"]),
-                "data": np.asarray(raw, dtype=float) if isinstance(raw, list) and raw else None,
                 # The suite times the first call apart (lazy set-up, torch.compile's compilation): seconds or NaN.
                 "first_call": _first_call_s(extra),
                 # A run timed in passes (`--passes`) records each pass's median: seconds, or None.
@@ -257,6 +352,71 @@ def benchmark_rows_from(path: Path, document: Mapping[str, Any]) -> list[dict[st
             }
         )
     return rows
+
+
+def ab_result_from(path: Path, document: Mapping[str, Any]) -> ABResult:
+    """An A/B result; its machine is the history folder it is stored under, its time the stamp its name starts
+    with (else the file's time)."""
+    stamp = re.match(r"\d{8}T\d{6}Z", path.name)
+    when = pd.Timestamp(stamp.group(0)) if stamp else pd.Timestamp(path.stat().st_mtime, unit="s")
+    benchmarks = document.get("benchmarks")
+    verdicts = {
+        str(node): str(entry.get("verdict", NOT_RECORDED))
+        for node, entry in (benchmarks.items() if isinstance(benchmarks, Mapping) else [])
+        if isinstance(entry, Mapping)
+    }
+
+    def commit(side: str) -> str:
+        value = document.get(side)
+        return str(value.get("commit") or "worktree") if isinstance(value, Mapping) else NOT_RECORDED
+
+    if path.parent.name == "ab":
+        machine = path.parent.parent.name
+    elif path.parent.parent.name == "ab":
+        machine = path.parent.name
+    else:
+        machine = NOT_RECORDED
+    return ABResult(path, machine, when.tz_localize("UTC") if when.tzinfo is None else when, commit("baseline"),
+                    commit("candidate"), verdicts)  # fmt: skip
+
+
+def run_row_from(path: Path, document: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's facts: when, which commit, and on what hardware and software; "not recorded" where absent."""
+    info = document.get("machine_info") or {}
+    suite = info.get("dqnbench") or {}
+    cpu = info.get("cpu") or {}
+    benchmarks = document.get("benchmarks") or [{}]
+    first = benchmarks[0] if benchmarks else {}
+
+    def fact(value: Any) -> str:
+        return NOT_RECORDED if value in (None, "", []) else str(value)
+
+    gpus = suite.get("gpus")
+    return {
+        "source": str(path),
+        "machine": machine_id_from_info(dict(info)),
+        "datetime": benchmark_time(path, document),
+        "commit": str((document.get("commit_info") or {}).get("id") or "unknown")[:10],
+        "quick": suite.get("mode") == "quick",
+        "passes": int(suite.get("passes") or (first.get("extra_info") or {}).get("passes") or 1),
+        "cpu_model": fact(cpu.get("brand_raw")),
+        "cores": fact(suite.get("cpu_count") or cpu.get("count")),
+        "torch_threads": fact(suite.get("torch_threads")),
+        # A machine without GPUs records an empty list: that is a fact, not a gap.
+        "gpus": (f"{len(gpus)} × {', '.join(sorted(set(map(str, gpus))))}" if gpus else "none")
+        if isinstance(gpus, list)
+        else NOT_RECORDED,
+        "torch": fact(suite.get("torch")),
+        "cuda": fact(suite.get("cuda")),
+        "kernel": fact(info.get("release")),
+    }
+
+
+def benchmark_time(path: Path, document: Mapping[str, Any]) -> pd.Timestamp:
+    when = (
+        pd.Timestamp(document["datetime"]) if document.get("datetime") else pd.Timestamp(path.stat().st_mtime, unit="s")
+    )
+    return when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
 
 
 def _pass_medians_s(extra: Mapping[str, Any]) -> np.ndarray | None:
@@ -291,8 +451,9 @@ def conformance_rows_from(path: Path, document: Mapping[str, Any]) -> list[dict[
                 "torch": str(document.get("torch", "")),
                 "check": str(result["check"]),
                 "outcome": outcome,
-                "message": str(result.get("message") or ""),
+                "message": str(result.get("message") or result.get("reason") or ""),
                 "duration_s": float(result.get("duration_s") or 0.0),
+                "by_design": bool(result.get("by_design", False)),
             }
         )
     return rows
@@ -317,3 +478,37 @@ def read_training_csv(path: Path) -> pd.DataFrame:
     frame.insert(0, "sweep", sweep_dir.name or str(sweep_dir))
     frame.insert(0, "source", str(path))
     return frame
+
+
+def _metadata_files(folder: Path) -> list[Path]:
+    return [folder / "summary.json", *sorted(folder.glob("seed*/config.json"))]
+
+
+def _read_optional_json(path: Path) -> Any:
+    """A metadata file's content, or None when it is absent or unreadable (the curves are still reported)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def sweep_infos(training: pd.DataFrame) -> dict[str, SweepInfo]:
+    """Per sweep: its configuration (summary.json's, else a seed's config.json) and each seed's final greedy
+    evaluation (`final_eval_mean` in summary.json; None where not recorded)."""
+    infos: dict[str, SweepInfo] = {}
+    for sweep, rows in training.groupby("sweep", sort=True):
+        source = Path(str(rows["source"].iloc[0]))
+        folder = source.parent.parent if re.fullmatch(r"seed[_-]?\d+", source.parent.name) else source.parent
+        summary = _read_optional_json(folder / "summary.json")
+        summary = summary if isinstance(summary, Mapping) else {}
+        config = summary.get("config")
+        if not isinstance(config, Mapping):
+            configs = [_read_optional_json(p) for p in sorted(folder.glob("seed*/config.json"))]
+            config = next((c for c in configs if isinstance(c, Mapping)), None)
+        evaluations: dict[str, float | None] = {str(seed): None for seed in rows["seed"].unique()}
+        for entry in summary.get("seeds") or []:
+            if isinstance(entry, Mapping) and "seed" in entry:
+                value = entry.get("final_eval_mean")
+                evaluations[str(entry["seed"])] = float(value) if isinstance(value, int | float) else None
+        infos[str(sweep)] = SweepInfo(folder, config, evaluations)
+    return infos
