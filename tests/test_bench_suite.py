@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -22,6 +23,18 @@ from dqnbench.nets import DQN
 
 ADAPTER = DQNAdapter(name="partial", make_network=DQN)
 """
+
+
+def _saved_run_options(folder: Path) -> tuple[str, str]:
+    """Save the run's JSON under `folder` (read it with `_saved_run`). Not `--benchmark-json`: pytest-benchmark opens
+    that path with argparse.FileType at every parse of the command line and closes only the last handle, so an
+    in-process run would leak one into a later test's garbage collection."""
+    return f"--benchmark-storage=file://{folder}", "--benchmark-save=run"
+
+
+def _saved_run(folder: Path) -> dict[str, Any]:
+    (saved,) = folder.rglob("*_run.json")
+    return json.loads(saved.read_text())
 
 
 def _bench(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
@@ -109,14 +122,13 @@ def test_the_commit_can_be_named_for_a_copied_tree(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("DQNBENCH_COMMIT", "0123abcd" * 5 + "-dirty")
-    out = tmp_path / "run.json"
     pytester.syspathinsert()
     result = pytester.runpytest_inprocess(
         str(BENCHMARKS), "--quick", "-p", "no:cacheprovider", "-k", "forward and cpu and reference and b1",
-        f"--benchmark-json={out}",
+        *_saved_run_options(tmp_path),
     )  # fmt: skip
     assert result.ret == 0, result.stdout.str()
-    commit = json.loads(out.read_text())["commit_info"]
+    commit = _saved_run(tmp_path)["commit_info"]
     assert (commit["id"], commit["dirty"], commit["source"]) == ("0123abcd" * 5, True, "DQNBENCH_COMMIT")
     # What git said in the copy (another commit's id and times) is kept apart, not mixed in.
     assert set(commit) == {"id", "dirty", "source", "git"}
@@ -131,11 +143,10 @@ def test_the_commit_can_be_named_for_a_copied_tree(
 def test_passes_take_turns_and_each_benchmark_is_one_entry_of_all_its_rounds(
     pytester: pytest.Pytester, tmp_path: Path
 ) -> None:
-    out = tmp_path / "run.json"
     pytester.syspathinsert()
     result = pytester.runpytest_inprocess(
         str(BENCHMARKS), "--quick", "-p", "no:cacheprovider", "-v", "--passes=2", "-k", "replay_push and cpu",
-        f"--benchmark-json={out}",
+        *_saved_run_options(tmp_path),
     )  # fmt: skip
     assert result.ret == 0, result.stdout.str()
     ran = [line.split("::")[-1].split(" ")[0] for line in result.stdout.lines if " PASSED" in line]
@@ -145,7 +156,7 @@ def test_passes_take_turns_and_each_benchmark_is_one_entry_of_all_its_rounds(
         "test_replay_push[cpu-fast-pass2of2]",
         "test_replay_push[cpu-reference-pass2of2]",
     ]
-    run = json.loads(out.read_text())
+    run = _saved_run(tmp_path)
     assert run["machine_info"]["dqnbench"]["passes"] == 2
     entries = {bench["name"]: bench for bench in run["benchmarks"]}
     assert sorted(entries) == ["test_replay_push[cpu-fast]", "test_replay_push[cpu-reference]"]
