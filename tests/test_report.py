@@ -1,4 +1,4 @@
-"""Reports: inputs read defensively, intervals that mean reproducibility, history verdicts by the gate's rules,
+"""Reports: inputs read defensively, intervals that mean reproducibility, history change points,
 and prose that follows the data (contrasting inputs, different sentences)."""
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from dqnbench.config import SEED_CONFIG, TUNED_CONFIG
 from dqnbench.report import ReportInputError, load_inputs
 from dqnbench.report.analysis import bootstrap_interval, comparisons, natural_key, thresholds
 from dqnbench.report.learning import role, summary
-from dqnbench.report.verdicts import BREAK, SAME_COMMIT, history
+from dqnbench.report.sections import build_sections
+from dqnbench.report.verdicts import history
 from report_support import (
     bench_document,
     conformance_document,
@@ -298,51 +299,101 @@ def test_operations_are_ordered_by_batch_size_value_not_text() -> None:
 # ---- history verdicts ----------------------------------------------------------------------------------------
 
 
-def _history_paths(tmp_path: Path, medians: list[float], commits: str, kernels: str = "") -> list[Path]:
-    return [
-        write_json(
-            tmp_path,
-            f"{i}.json",
-            bench_document(
-                [("op", "cpu", "reference", [m])],
-                when=f"2026-11-2{i}T10:00:00+00:00",
-                commit=c * 40,
-                kernel=kernels[i] if kernels else "6.18",
-            ),
+def _history_paths(
+    tmp_path: Path, medians: list[float], commits: str, kernels: str = "", threads: str = ""
+) -> list[Path]:
+    """A machine's runs (at most 10): `op` at `medians`, and two benchmarks that stay put (so that each run's host
+    factor, their median ratio to their usual time, is 1 and `op`'s changes stand out)."""
+    paths = []
+    for i, (m, c) in enumerate(zip(medians, commits, strict=True)):
+        entries = [
+            ("op", "cpu", "reference", [m]),
+            ("op_b", "cpu", "reference", [2e-3]),
+            ("op_c", "cpu", "reference", [3e-3]),
+        ]
+        document = bench_document(
+            entries, when=f"2026-11-2{i}T10:00:00+00:00", commit=c * 40, kernel=kernels[i] if kernels else "6.18"
         )
-        for i, (m, c) in enumerate(zip(medians, commits, strict=True))
-    ]
+        if threads:
+            document["machine_info"]["dqnbench"]["torch_threads"] = int(threads[i])
+        paths.append(write_json(tmp_path, f"{i}.json", document))
+    return paths
 
 
-def _changes(paths: list[Path], limits: Thresholds | None = None) -> list[str]:
-    inputs = load_inputs(paths)
-    return list(history(inputs.benchmarks, inputs.runs, limits)["change"])
+STEP = [1e-3] * 4 + [1.5e-3] * 4
+"""A lasting 50% step of `op` between the fourth and fifth of eight runs."""
 
 
-def test_same_commit_pairs_are_never_regressions_and_machine_changes_are_breaks(tmp_path: Path) -> None:
-    assert _changes(_history_paths(tmp_path / "a", [1e-3, 1.5e-3, 1.0e-3], "123")) == ["", "regression", "improvement"]
-    assert _changes(_history_paths(tmp_path / "b", [1e-3, 1.5e-3, 1.0e-3], "112")) == ["", SAME_COMMIT, "improvement"]
-    assert _changes(_history_paths(tmp_path / "c", [1e-3, 1.5e-3, 1.5e-3], "123", "xyy")) == ["", BREAK, ""]
+def test_a_lasting_step_is_a_regression_named_with_its_commit_range(tmp_path: Path) -> None:
+    step = results_text(_history_paths(tmp_path / "step", STEP, "12345678"))
+    earlier = results_text(_history_paths(tmp_path / "earlier", [1e-3] * 3 + [1.5e-3] * 5, "12345678"))
+    faster = results_text(_history_paths(tmp_path / "faster", STEP[::-1], "12345678"))
+    flat = results_text(_history_paths(tmp_path / "flat", [1e-3] * 8, "12345678"))
+    assert (
+        "The history shows 1 lasting step: op (reference, cpu) 50% slower (median after/before ×1.50) in "
+        "4444444..5555555, 4 runs before and 4 after." in step
+    )
+    assert "op (reference, cpu) 50% slower (median after/before ×1.50) in 3333333..4444444, 3 runs before" in earlier
+    assert "op (reference, cpu) 33% faster (median after/before ×0.67) in 4444444..5555555" in faster
+    assert "The history shows no lasting step beyond the thresholds." in flat
+    # The step still sets the newest level, so the summary says so beside the newest run's verdict.
+    assert re.search(
+        r"\*\*Regressions\*\* \(lab-1-\w+, newest run, commit 8888888\): no regression against 7777777 \(3 "
+        r"benchmarks compared\); since the last machine change, the level at this commit follows 1 lasting step: "
+        r"op \(reference, cpu\) 50% slower",
+        step,
+    )
+    assert "lasting step:" not in flat
+
+
+def test_a_single_outlier_run_is_not_a_step(tmp_path: Path) -> None:
+    outlier = results_text(_history_paths(tmp_path / "outlier", [1e-3] * 3 + [2e-3] + [1e-3] * 4, "12345678"))
+    assert "The history shows no lasting step beyond the thresholds." in outlier
+    lasting = results_text(_history_paths(tmp_path / "lasting", [1e-3] * 3 + [2e-3] * 5, "12345678"))
+    assert "The history shows 1 lasting step: op (reference, cpu) 100% slower" in lasting
+
+
+def test_runs_of_one_commit_are_never_a_regression(tmp_path: Path) -> None:
+    # The same times: over five commits a step, over two commits (the last five runs all of one) none.
+    commits = results_text(_history_paths(tmp_path / "commits", [1e-3] * 3 + [1.5e-3] * 5, "12345678"))
+    reruns = results_text(_history_paths(tmp_path / "reruns", [1e-3] * 3 + [1.5e-3] * 5, "12344444"))
+    assert "1 lasting step: op (reference, cpu) 50% slower" in commits
+    assert "The history shows no lasting step beyond the thresholds." in reruns
+    twice = results_text(_history_paths(tmp_path / "twice", [1e-3, 1.5e-3], "11"))
+    assert "(lab-1-" in twice and "no earlier commit on this machine to compare with" in twice
+    assert "lasting step:" not in twice and "benchmarks slower" not in twice
+
+
+def test_a_machine_change_is_a_break_not_a_regression(tmp_path: Path) -> None:
+    kernel = results_text(_history_paths(tmp_path / "kernel", STEP, "12345678", kernels="xxxxyyyy"))
+    threads = results_text(_history_paths(tmp_path / "threads", STEP, "12345678", threads="44448888"))
+    for text in (kernel, threads):
+        assert "The history shows no lasting step beyond the thresholds. The machine changed once" in text
+        assert "1 of 3 benchmarks slower" not in text and "lasting step:" not in text
+    assert "kernel: 'x' -> 'y' between commits 4444444 and 5555555; runs on either side" in kernel
+    assert "torch_threads: '4' -> '8' between commits 4444444 and 5555555" in threads
+    moved = results_text(_history_paths(tmp_path / "moved", [1e-3, 1.0e-3, 2e-3], "123", "xxy"))
+    assert "not compared with 2222222: the machine changed (kernel: 'x' -> 'y')" in moved
 
 
 def test_history_uses_the_gate_threshold(tmp_path: Path) -> None:
-    paths = _history_paths(tmp_path, [1e-3, 1.15e-3, 1.5e-3], "123")
-    assert _changes(paths) == ["", "regression", "regression"]
+    paths = _history_paths(tmp_path, STEP, "12345678")
     lenient = tmp_path / "thresholds.toml"
     lenient.write_text('default = 0.10\n[benchmarks]\n"test_op*" = 0.60\n')
-    assert _changes(paths, thresholds(lenient)) == ["", "", ""], "a 30% rise is allowed at 60%"
+
+    def text(limits: Thresholds) -> str:
+        return "\n".join(p for s in build_sections(load_inputs(paths), limits=limits) for p in s.paragraphs)
+
+    assert "1 lasting step: op (reference, cpu) 50% slower" in text(Thresholds())
+    assert "no lasting step beyond the thresholds" in text(thresholds(lenient)), "a 50% step is allowed at 60%"
 
 
-def test_history_prose_states_the_newest_verdict_and_what_was_not_counted(tmp_path: Path) -> None:
+def test_history_prose_states_the_newest_verdict(tmp_path: Path) -> None:
     clean = results_text(_history_paths(tmp_path / "clean", [1e-3, 1.01e-3, 1.5e-3, 1.5e-3], "1223"))
     slowed = results_text(_history_paths(tmp_path / "slowed", [1e-3, 1.5e-3, 1.5e-3, 2.5e-3], "1123"))
-    moved = results_text(_history_paths(tmp_path / "moved", [1e-3, 1.0e-3, 2e-3], "123", "xxy"))
-    assert "showed no regression against 2222222 (1 benchmark compared)" in clean
-    assert "1 further such difference occurred between runs of one commit and was not counted" in clean
-    assert "showed 1 of 1 benchmark slower than at 2222222: op (reference, cpu)" in slowed
-    assert re.search(r"\*\*Regressions\*\* \(lab-1-\w+, newest run, commit 3333333\): 1 of 1 benchmark slower", slowed)
-    assert "The machine changed once" in moved
-    assert "not compared with 2222222: the machine changed (kernel x → y)" in moved
+    assert "showed no regression against 2222222 (3 benchmarks compared)" in clean
+    assert "showed 1 of 3 benchmarks slower than at 2222222: op (reference, cpu)" in slowed
+    assert re.search(r"\*\*Regressions\*\* \(lab-1-\w+, newest run, commit 3333333\): 1 of 3 benchmarks slower", slowed)
 
 
 def test_quick_runs_stay_out_of_comparisons_and_history(tmp_path: Path) -> None:
@@ -352,7 +403,7 @@ def test_quick_runs_stay_out_of_comparisons_and_history(tmp_path: Path) -> None:
     assert "1 run was a `--quick` smoke run" in text
     assert "were never measured in the same run" in text or "not measured side by side" in text
     inputs = load_inputs([path])
-    assert history(inputs.benchmarks, inputs.runs).empty
+    assert history(inputs.benchmarks).empty
 
 
 # ---- prose follows the data ----------------------------------------------------------------------------------
@@ -433,15 +484,6 @@ def test_prose_has_no_doubled_signs_or_bad_plurals(tmp_path: Path) -> None:
     write_sweep(tmp_path, "solo", 50, seeds=1)
     text = results_text([tmp_path])
     assert not re.search(r"\+-|\+−|\(1 \w+s\)|\b1 seeds\b|\b1 runs\b", text), text
-
-
-def test_history_prose_hedges_when_medians_fell_as_often_as_they_rose(tmp_path: Path) -> None:
-    alternating = results_text(_history_paths(tmp_path / "alt", [1e-3, 1.5e-3] * 4, "12345678"))
-    climbing = results_text(_history_paths(tmp_path / "up", [1e-3 * 1.5**i for i in range(8)], "12345678"))
-    assert "4 benchmark medians rose beyond the threshold and 3 fell beyond it" in alternating
-    assert "Nearly as many medians fell as rose, which suggests" in alternating
-    assert "7 benchmark medians rose beyond the threshold and 0 fell" in climbing
-    assert "Nearly as many" not in climbing
 
 
 def test_a_stored_ab_result_for_the_newest_commit_gives_the_regression_verdict(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import pandas as pd
 from scipy import stats
 
+from dqnbench.bench import changes
 from dqnbench.bench.compare import Thresholds
 from dqnbench.report import analysis, figures, verdicts
 from dqnbench.report.analysis import as_ratio
@@ -244,29 +245,32 @@ def _size_trend(rows: pd.DataFrame, fig_no: int) -> str:
     )
 
 
-def _history_frame(bench: pd.DataFrame, runs: pd.DataFrame, limits: Thresholds) -> pd.DataFrame:
-    trend = verdicts.history(bench, runs, limits)
+def _history_frame(bench: pd.DataFrame, limits: Thresholds) -> pd.DataFrame:
+    trend = verdicts.history(bench, limits)
     if trend.empty:
         return trend
     size = trend.groupby(verdicts.SERIES)["datetime"].transform("size")
     return trend[size >= 2]
 
 
-def _machine_commits(trend: pd.DataFrame, runs: pd.DataFrame) -> tuple[dict[str, list[str]], dict[str, list[int]]]:
-    """Per machine, its commits in the order first measured, and the commit positions after a machine change."""
+def _machine_commits(
+    trend: pd.DataFrame, histories: dict[str, verdicts.MachineHistory]
+) -> tuple[dict[str, list[str]], dict[str, list[int]], pd.DataFrame]:
+    """Per machine, its commits in the order first measured, the commit positions after a machine change, and the
+    change points to mark: machine, operation, device, impl, commit (the first after the step), slower."""
     commits: dict[str, list[str]] = {}
     breaks: dict[str, list[int]] = {}
-    measured = runs[runs["source"].isin(set(trend["source"]))].sort_values("datetime", kind="stable")
-    facts = verdicts.run_facts(runs)
-    for machine, rows in measured.groupby("machine", sort=True):
+    marks = []
+    for machine, rows in trend.sort_values("datetime", kind="stable").groupby("machine", sort=True):
+        found = histories[str(machine)]
         order = list(dict.fromkeys(rows["commit"]))
         commits[str(machine)] = order
-        cuts = []
-        for before, after in zip(rows.itertuples(), rows.iloc[1:].itertuples(), strict=False):
-            if verdicts.fact_changes(facts, before.source, after.source):
-                cuts.append(order.index(after.commit))
-        breaks[str(machine)] = sorted(set(cuts))
-    return commits, breaks
+        breaks[str(machine)] = sorted({order.index(found.commit(cut.after)) for cut in found.breaks})
+        marks += [
+            (str(machine), *found.series(step), found.commit(step.first_after), step.slower) for step in found.steps
+        ]
+    columns = ["machine", "operation", "device", "impl", "commit", "slower"]
+    return commits, breaks, pd.DataFrame(marks, columns=columns)
 
 
 def ab_text(result: ABResult) -> str:
@@ -294,11 +298,21 @@ def _matching_ab(results: Sequence[ABResult], machine: str, commit: str) -> ABRe
     return max(found, key=lambda r: r.when) if found else None
 
 
+def _step_text(step: changes.Step, found: verdicts.MachineHistory, label_of: dict[verdicts.Key, str]) -> str:
+    """'op (reference, cpu) 50% slower (median after/before ×1.50) in 2222222..3333333, 3 runs before and 4 after'."""
+    way = "slower" if step.slower else "faster"
+    return (
+        f"{label_of[found.series(step)]} {abs(step.ratio - 1):.0%} {way} (median after/before ×{step.ratio:.2f}) in "
+        f"{found.commit(step.last_before)[:7]}..{found.commit(step.first_after)[:7]}, "
+        f"{count(step.runs_before, 'run')} before and {step.runs_after} after"
+    )
+
+
 def history_section(
     bench: pd.DataFrame, runs: pd.DataFrame, numbering: Numbering, limits: Thresholds, ab: Sequence[ABResult] = ()
 ) -> Section:
     section = Section("History")
-    trend = _history_frame(bench, runs, limits)
+    trend = _history_frame(bench, limits)
     if trend.empty:
         section.paragraphs.append(
             f"Every benchmark was measured in a single run ({count(bench['source'].nunique(), 'file')} read), so "
@@ -306,79 +320,88 @@ def history_section(
         )
         section.lines.append(("**Regressions**: a single run per benchmark, nothing to compare.", section.anchor))
         return section
-    commits, breaks = _machine_commits(trend, runs)
+    histories = verdicts.machine_histories(trend, runs)
+    commits, breaks, marks = _machine_commits(trend, histories)
     fig_no, tab_no = numbering.figure(), numbering.table()
     section.figures.append(
         NumberedFigure(
             fig_no,
             "Median time per commit (x: the machine's commits in the order they were first measured) of each "
-            "benchmark; one colour per implementation in every panel. ▼ regression and ▲ improvement by the gate's "
-            "rules; a dashed line marks a change of the machine (kernel, torch, GPU...), where the line breaks.",
-            functools.partial(figures.history_figure, trend, commits, breaks),
+            "benchmark; one colour per implementation in every panel. A change point (a lasting step, marked at the "
+            "first commit after it) is ▼ with a red edge when slower, ▲ with a green edge when faster; a dashed "
+            "line marks a change of the machine (kernel, torch, GPU...), where the line breaks.",
+            functools.partial(figures.history_figure, trend, commits, breaks, marks),
         )
     )
     counts = []
     for machine, rows in trend.groupby("machine", sort=True):
-        changes = rows["change"].value_counts()
+        found = histories[str(machine)]
+        slower = sum(step.slower for step in found.steps)
         counts.append([
             str(machine), str(rows["source"].nunique()), str(len(commits[str(machine)])),
             f"{rows['datetime'].min():%Y-%m-%d} to {rows['datetime'].max():%Y-%m-%d}",
-            str(changes.get("regression", 0)), str(changes.get("improvement", 0)),
-            str(changes.get(verdicts.SAME_COMMIT, 0)), str(len(breaks.get(str(machine), []))),
+            str(slower), str(len(found.steps) - slower), str(len(found.breaks)),
         ])  # fmt: skip
     section.tables.append(
         Table(
             tab_no,
-            "Runs and verdicts per machine: consecutive measurements of one benchmark whose medians differed beyond "
-            "the threshold with interquartile ranges apart. Same-commit differences were not counted as regressions; "
-            "machine changes break the history.",
-            ["Machine", "Runs", "Commits", "Dates", "Regressions", "Improvements", "Same-commit", "Machine changes"],
+            "Runs and change points per machine: lasting steps of one benchmark beyond its threshold, with the "
+            "host factor divided out and runs of one commit pooled; machine changes break the history.",
+            ["Machine", "Runs", "Commits", "Dates", "Slower steps", "Faster steps", "Machine changes"],
             counts,
         )
     )
     section.paragraphs.append(
-        f"Each benchmark was compared with its previous measurement on the same machine using the regression gate's "
-        f"rule: a regression is a median that rose by more than the threshold ({_thresholds_text(limits)}) while "
-        "the two interquartile ranges did not overlap. Two runs of one commit were never counted, since only the "
-        "host can have changed between them, and a change of a machine fact (CPU, cores, torch threads, GPU, "
-        f"torch, CUDA, kernel) was treated as a break, not as a verdict. Table {tab_no} gives the counts and "
-        f"Figure {fig_no} the series."
+        "A regression in a history is a change point: a shift in a benchmark's level that persists over later "
+        "runs, found as `dqnbench bench compare --history` finds it (`dqnbench.bench.changes`: binary "
+        "segmentation under an L1 cost, the cost asv's step detection minimises). Each run's times are first "
+        "divided by its host factor (how much slower the run was across all its benchmarks), and consecutive runs "
+        f"of one commit are pooled, so a step always falls between two commits. A step needs at least "
+        f"{changes.MIN_POINTS} commits on each side, levels apart by more than the threshold "
+        f"({_thresholds_text(limits)}), and a jump at the split itself, so a single outlier run or a slow drift is "
+        "not one. A change of a machine fact (CPU, cores, torch threads, GPU, torch, CUDA, kernel) cuts the "
+        f"history: runs on either side are not compared. Table {tab_no} gives the counts and Figure {fig_no} the "
+        "series."
     )
     label_of = {
         (o, d, i): f"{pretty(o)} ({i}, {d})"
         for o, d, i in trend[["operation", "device", "impl"]].itertuples(index=False)
     }
     for machine, rows in trend.groupby("machine", sort=True):
-        changes = rows["change"].value_counts()
+        found = histories[str(machine)]
         text = (
             f"On {machine}, {count(rows['source'].nunique(), 'run')} of {count(len(commits[str(machine)]), 'commit')} "
             f"were stored between {rows['datetime'].min():%d %b} and {rows['datetime'].max():%d %b %Y}. "
-            f"Between consecutive commits, {count(int(changes.get('regression', 0)), 'benchmark median')} rose beyond "
-            f"the threshold and {int(changes.get('improvement', 0))} fell beyond it"
         )
-        same = int(changes.get(verdicts.SAME_COMMIT, 0))
-        text += (
-            f"; {count(same, 'further such difference')} occurred between runs of one commit and "
-            f"{'was' if same == 1 else 'were'} not counted"
-            if same
+        if found.steps:
+            text += f"The history shows {count(len(found.steps), 'lasting step')}: " + "; ".join(
+                _step_text(step, found, label_of) for step in found.steps
+            )
+        else:
+            text += "The history shows no lasting step beyond the thresholds"
+        if found.breaks:
+            times_changed = "once" if len(found.breaks) == 1 else f"{len(found.breaks)} times"
+            text += (
+                f". The machine changed {times_changed} (Figure {fig_no}, dashed lines): "
+                + "; ".join(
+                    f"{', '.join(cut.differences)} between commits {found.commit(cut.before)[:7]} and "
+                    f"{found.commit(cut.after)[:7]}"
+                    for cut in found.breaks
+                )
+                + "; runs on either side of a change were not compared."
+            )
+        else:
+            text += "."
+        section.paragraphs.append(text)
+    for verdict in verdicts.newest_verdicts(trend, histories, label_of):
+        found = histories[verdict.machine]
+        current = found.current_steps()
+        lasting = (
+            f"; since the last machine change, the level at this commit follows {count(len(current), 'lasting step')}: "
+            + "; ".join(_step_text(step, found, label_of) for step in current)
+            if current
             else ""
         )
-        up, down = int(changes.get("regression", 0)), int(changes.get("improvement", 0))
-        if min(up, down) >= 3 and abs(up - down) <= max(1, 0.2 * max(up, down)):
-            text += (
-                ". Nearly as many medians fell as rose, which suggests that most of these changes reflect the "
-                "host's varying speed rather than the code"
-            )
-        cuts = breaks.get(str(machine), [])
-        times_changed = "once" if len(cuts) == 1 else f"{len(cuts)} times"
-        text += (
-            f". The machine changed {times_changed} (Figure {fig_no}, dashed lines), and runs on either side of a "
-            "change were not compared."
-            if cuts
-            else "."
-        )
-        section.paragraphs.append(text)
-    for verdict in verdicts.newest_verdicts(trend, runs, label_of):
         gate = _matching_ab(ab, verdict.machine, verdict.commit)
         if gate is not None:
             section.paragraphs.append(
@@ -388,7 +411,7 @@ def history_section(
             )
             section.lines.append((
                 f"**Regressions** ({verdict.machine}, A/B gate, {gate.candidate[:7]} against {gate.baseline[:7]}): "
-                f"{ab_text(gate)}.",
+                f"{ab_text(gate)}{lasting}.",
                 section.anchor,
             ))  # fmt: skip
             continue
@@ -400,7 +423,8 @@ def history_section(
         )
         section.lines.append(
             (
-                f"**Regressions** ({verdict.machine}, newest run, commit {verdict.commit[:7]}): {verdict.text}.",
+                f"**Regressions** ({verdict.machine}, newest run, commit {verdict.commit[:7]}): "
+                f"{verdict.text}{lasting}.",
                 section.anchor,
             )
         )

@@ -149,10 +149,17 @@ def forest_figure(table: pd.DataFrame, facet: list[str], label: pd.Series, stem:
     return _render(fig, stem, f"Forest plot of {what} with 95% intervals")
 
 
-def history_figure(trend: pd.DataFrame, commits: dict[str, list[str]], breaks: dict[str, list[int]]) -> Figure:
+_SLOWER, _FASTER = "#d62728", "#2ca02c"
+"""Edge colours of a change point's marker: the direction of the step."""
+
+
+def history_figure(
+    trend: pd.DataFrame, commits: dict[str, list[str]], breaks: dict[str, list[int]], marks: pd.DataFrame
+) -> Figure:
     """Small multiples, one panel per machine, device and operation: each implementation's median per commit
     (x: the machine's commits in the order first measured, at most 8 labelled), one colour per implementation in
-    every panel; ▲/▼ mark improvements and regressions, dashed lines machine changes (the line breaks there)."""
+    every panel; a change point (`marks`: machine, operation, device, impl, commit first after it, slower) is ▼ with
+    a red edge (slower) or ▲ with a green edge (faster), dashed lines machine changes (the line breaks there)."""
     panels = sorted(
         {(m, d, o) for m, d, o in zip(trend["machine"], trend["device"], trend["operation"], strict=True)},
         key=lambda p: (p[0], p[1], natural_key(p[2])),
@@ -175,11 +182,13 @@ def history_figure(trend: pd.DataFrame, commits: dict[str, list[str]], breaks: d
                     x, y = np.insert(x, i, np.nan), np.insert(y, i, np.nan)
             colour = impl_colour(str(impl), impls)
             ax.plot(x, y, color=colour, lw=1.2, marker="o", ms=2.2, label=str(impl), rasterized=len(x) > 40)
-            for change, marker in (("regression", "v"), ("improvement", "^")):
-                hit = runs[runs["change"] == change]
+            here = marks[(marks["machine"] == machine) & (marks["device"] == device)
+                         & (marks["operation"] == operation) & (marks["impl"] == impl)]  # fmt: skip
+            for slower, marker, edge in ((True, "v", _SLOWER), (False, "^", _FASTER)):
+                hit = here[here["slower"] == slower]["commit"]
                 if len(hit):
-                    ax.plot([order.index(c) for c in hit["commit"]], hit["median"], marker, color=colour, ms=7,
-                            mec="black", mew=0.6, ls="none")  # fmt: skip
+                    ax.plot([order.index(c) for c in hit], per_commit[hit].to_numpy(), marker, color=colour, ms=7,
+                            mec=edge, mew=1.4, ls="none")  # fmt: skip
         for cut in breaks.get(machine, []):
             ax.axvline(cut - 0.5, color="#777777", ls="--", lw=0.9)
         ticks = np.unique(np.linspace(0, len(order) - 1, min(len(order), 7)).round().astype(int))
@@ -194,8 +203,8 @@ def history_figure(trend: pd.DataFrame, commits: dict[str, list[str]], breaks: d
         ax.set_visible(False)
     handles = [matplotlib.lines.Line2D([], [], color=impl_colour(i, impls), lw=2, label=i) for i in impls]
     handles += [
-        matplotlib.lines.Line2D([], [], marker="v", ls="none", color="grey", mec="black", label="regression"),
-        matplotlib.lines.Line2D([], [], marker="^", ls="none", color="grey", mec="black", label="improvement"),
+        matplotlib.lines.Line2D([], [], marker="v", ls="none", color="grey", mec=_SLOWER, mew=1.4, label="slower step"),
+        matplotlib.lines.Line2D([], [], marker="^", ls="none", color="grey", mec=_FASTER, mew=1.4, label="faster step"),
         matplotlib.lines.Line2D([], [], ls="--", color="#777777", label="machine changed"),
     ]
     fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8, frameon=False)

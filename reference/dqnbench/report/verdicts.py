@@ -1,77 +1,102 @@
-"""History verdicts, in one place so that the report states exactly what the regression gate would.
+"""History verdicts for the report, so that it states exactly what `dqnbench bench compare --history` and the
+regression gate would.
 
-Rules: each run is judged against the run before it on the same machine by the gate's `judge` (median beyond
-the benchmark's threshold *and* interquartile ranges apart), except that
-- two runs of the same commit are never a regression or an improvement (the code did not change: the host did);
-- a change in a machine fact (CPU model, cores, torch threads, GPUs, torch, CUDA, kernel) between two runs is a
-  *break*: the runs are not compared, and history figures draw the series apart there.
+- Over a machine's whole history, a regression or improvement is a *lasting step*: `dqnbench.bench.changes.steps`
+  (asv-style change-point detection with the host factor divided out, runs of one commit pooled, so two runs of
+  the same commit are never a regression), attributed to the commit range where it happened. A change in a
+  machine fact (CPU model, cores, torch threads, GPUs, torch, CUDA, kernel) is a *break*: the history is cut
+  there, and history figures draw the series apart.
+- The newest run is judged against the run of the commit measured before it by the gate's `judge` (median
+  beyond the benchmark's threshold *and* interquartile ranges apart), unless the machine changed between them.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pandas as pd
 
+from dqnbench.bench import changes
 from dqnbench.bench.compare import Thresholds, Verdict, judge
 from dqnbench.report.load import MACHINE_FACTS
 
-SAME_COMMIT = "same commit"
-BREAK = "break"
-_CHANGES = {Verdict.SLOWER: "regression", Verdict.FASTER: "improvement"}
 SERIES = ["machine", "operation", "device", "impl"]
+Key = tuple[str, str, str]
 
 
-Facts = dict[str, dict[str, str]]
-
-
-def run_facts(runs: pd.DataFrame) -> Facts:
-    """Each run's machine facts, by source."""
-    if runs.empty:
-        return {}
-    return runs.drop_duplicates("source").set_index("source")[list(MACHINE_FACTS)].astype(str).to_dict("index")
-
-
-def fact_changes(facts: Facts, before: str, after: str) -> list[str]:
-    """'kernel 6.18-a → 6.18-b' for each machine fact that differs between two runs (by source)."""
-    old, new = facts.get(before), facts.get(after)
-    if old is None or new is None:
-        return []
-    return [f"{fact.replace('_', ' ')} {old[fact]} → {new[fact]}" for fact in MACHINE_FACTS if old[fact] != new[fact]]
-
-
-def history(benchmarks: pd.DataFrame, runs: pd.DataFrame, limits: Thresholds | None = None) -> pd.DataFrame:
-    """Every non-quick run of every series in time order with `change` against the previous run of the series:
-    "" (first run, same or within noise), "regression", "improvement", `SAME_COMMIT` or `BREAK`; `step` is the
-    ratio of medians, `threshold` the gate's."""
+def history(benchmarks: pd.DataFrame, limits: Thresholds | None = None) -> pd.DataFrame:
+    """Every non-quick measurement in time order, with the gate's `threshold` for its benchmark."""
     limits = limits or Thresholds()
     measured = benchmarks[~benchmarks["quick"].astype(bool)] if len(benchmarks) else benchmarks
     if measured.empty:
-        return measured.assign(change=[], step=[], threshold=[], verdict=[])
-    frames = []
-    facts = run_facts(runs)
-    for _, group in measured.sort_values("datetime", kind="stable").groupby(SERIES, sort=True):
-        group = group.reset_index(drop=True).copy()
-        records = group.to_dict("records")
-        limit = limits.for_benchmark(records[-1])
-        changes, verdicts = [""], [""]
-        for before, after in itertools.pairwise(records):
-            verdict = judge(before, after, limit)[0]
-            verdicts.append(str(verdict))
-            if fact_changes(facts, before["source"], after["source"]):
-                changes.append(BREAK)
-            elif before["commit"] == after["commit"]:
-                changes.append(SAME_COMMIT if verdict in _CHANGES else "")
-            else:
-                changes.append(_CHANGES.get(verdict, ""))
-        group["verdict"] = verdicts
-        group["change"] = changes
-        group["step"] = group["median"] / group["median"].shift()
-        group["threshold"] = limit
-        frames.append(group)
-    return pd.concat(frames, ignore_index=True)
+        return measured.assign(threshold=[])
+    measured = measured.sort_values("datetime", kind="stable").reset_index(drop=True)
+    return measured.assign(threshold=[limits.for_benchmark(row) for row in measured.to_dict("records")])
+
+
+def _key(operation: str, device: str, impl: str) -> str:
+    return f"{operation}\t{device}\t{impl}"
+
+
+@dataclass(frozen=True)
+class MachineHistory:
+    """One machine's runs as `dqnbench.bench.changes` sees them, and what it found in them."""
+
+    machine: str
+    points: tuple[changes.RunPoint, ...]
+    """Oldest first; a point's name is its run's source file."""
+    steps: tuple[changes.Step, ...]
+    breaks: tuple[changes.Break, ...]
+    commit_of: Mapping[str, str]
+    """The report's commit of each run (by source) and of each commit `changes` names."""
+
+    def series(self, step: changes.Step) -> Key:
+        operation, device, impl = step.benchmark.split("\t")
+        return operation, device, impl
+
+    def commit(self, name: str) -> str:
+        """The report's commit for a commit or run that `changes` names (a run without a known commit is named
+        by its source)."""
+        return self.commit_of.get(name, name)
+
+    def current_steps(self) -> list[changes.Step]:
+        """Per benchmark, the newest step of the newest segment (after the last break): the level it set still
+        holds at the machine's newest commit."""
+        newest = changes.segments(self.points)[0][-1]
+        inside = {point.commit for point in newest}
+        latest: dict[str, changes.Step] = {}
+        for step in self.steps:
+            if step.last_before in inside and step.first_after in inside:
+                latest[step.benchmark] = step
+        return [latest[name] for name in sorted(latest)]
+
+
+def machine_histories(trend: pd.DataFrame, runs: pd.DataFrame) -> dict[str, MachineHistory]:
+    """Per machine, `changes.steps` over its runs (`history` rows; thresholds as the gate's)."""
+    facts = runs.drop_duplicates("source").set_index("source")[list(MACHINE_FACTS)].astype(str).to_dict("index")
+    out = {}
+    for machine, rows in trend.sort_values("datetime", kind="stable").groupby("machine", sort=True):
+        limit = {
+            _key(o, d, i): float(t)
+            for o, d, i, t in rows[["operation", "device", "impl", "threshold"]].itertuples(index=False)
+        }
+        points, commit_of = [], {}
+        for source, run in rows.groupby("source", sort=False):
+            commit = str(run["commit"].iloc[0])
+            commit_of[str(source)] = commit
+            medians = {_key(r.operation, r.device, r.impl): float(r.median) for r in run.itertuples(index=False)}
+            points.append(
+                changes.RunPoint(
+                    str(source),
+                    changes.known_commit({"id": commit}) or str(source),
+                    dict(facts.get(str(source), {})),
+                    medians,
+                )
+            )
+        found, breaks = changes.steps(points, limit.__getitem__)
+        out[str(machine)] = MachineHistory(str(machine), tuple(points), tuple(found), tuple(breaks), commit_of)
+    return out
 
 
 @dataclass(frozen=True)
@@ -100,13 +125,13 @@ class NewestVerdict:
 
 
 def newest_verdicts(
-    trend: pd.DataFrame, runs: pd.DataFrame, label: Mapping[tuple[str, str, str], str]
+    trend: pd.DataFrame, histories: Mapping[str, MachineHistory], label: Mapping[Key, str]
 ) -> list[NewestVerdict]:
     """Per machine: each benchmark's newest measurement at the machine's newest commit against its newest
     measurement at the commit measured before it (`history` rows)."""
     out = []
-    facts = run_facts(runs)
     for machine, rows in trend.groupby("machine", sort=True):
+        point = {p.name: p for p in histories[str(machine)].points}
         ordered = rows.sort_values("datetime", kind="stable")
         newest = ordered.iloc[-1]
         earlier = ordered[(ordered["commit"] != newest["commit"]) & (ordered["datetime"] < newest["datetime"])]
@@ -126,9 +151,9 @@ def newest_verdicts(
             if key not in baseline.index:
                 continue
             before = baseline.loc[key]
-            changes = fact_changes(facts, str(before["source"]), str(row.source))
-            if changes:
-                breaks.update(changes)
+            differences = changes.fact_differences(point[str(before["source"])], point[str(row.source)])
+            if differences:
+                breaks.update(differences)
                 continue
             compared += 1
             verdict = judge(before.to_dict(), row._asdict(), float(row.threshold))[0]
