@@ -67,9 +67,9 @@ def user_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tinydqn\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(ENTRY_POINTS)
     monkeypatch.syspath_prepend(str(tmp_path))
-    registry.load.cache_clear()
+    registry.refresh()
     yield tmp_path
-    registry.load.cache_clear()
+    registry.refresh()
 
 
 def _subprocess_env(path: Path) -> dict[str, str]:

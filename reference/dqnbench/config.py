@@ -172,9 +172,10 @@ class DQNConfig:
             )
         if self.memory_capacity < self.batch_size:
             problems.append(f"memory_capacity={self.memory_capacity} < batch_size={self.batch_size}")
-        if self.impl not in registry.names():
+        registered = registry.names()
+        if self.impl not in registered:
             problems.append(
-                f"impl={self.impl!r} is not a registered implementation (registered: {', '.join(registry.names())}); "
+                f"impl={self.impl!r} is not a registered implementation (registered: {', '.join(registered)}); "
                 "install the package that registers it, or pick one of those"
             )
         if self.compile and self.impl != "fast":

@@ -66,7 +66,10 @@ class Implementation:
         return self.adapter
 
 
+@functools.cache
 def _entry_points() -> dict[str, metadata.EntryPoint]:
+    # Read once per process, like imports: scanning every installed distribution's metadata costs milliseconds,
+    # and every DQNConfig checks its `impl` against these names.
     found: dict[str, metadata.EntryPoint] = {}
     for point in metadata.entry_points(group=GROUP):
         # The first distribution on sys.path wins, as for imports.
@@ -77,6 +80,12 @@ def _entry_points() -> dict[str, metadata.EntryPoint]:
 def names() -> list[str]:
     """Registered names, sorted; reads package metadata only (nothing is imported)."""
     return sorted(_entry_points())
+
+
+def refresh() -> None:
+    """Forget the registrations read so far, e.g. after a package was put on `sys.path` in this process."""
+    _entry_points.cache_clear()
+    load.cache_clear()
 
 
 @functools.cache
