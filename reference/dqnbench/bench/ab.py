@@ -6,6 +6,8 @@ benchmark suite once to build every workload, then times single passes on demand
 benchmarks pass after pass, and in every pass times each benchmark on both sides back to back, alternating
 which side goes first (`paired.pass_order`). A drift of the shared host then meets both sides alike, and the
 per-pass ratios candidate / baseline carry the comparison (`dqnbench.bench.paired` decides from them).
+Every benchmark that this screen finds slower or faster is then timed again by a fresh pair of workers holding
+only the flagged benchmarks (`confirm_flagged`); its verdict stands only when the retry repeats it.
 
 One Python environment serves both revisions. When their declared dependencies (`pyproject.toml`: dependencies
 and optional dependencies) differ, the run goes on only if this environment satisfies both sides' requirements
@@ -35,7 +37,7 @@ from packaging.requirements import Requirement
 
 from dqnbench.bench import abworker
 from dqnbench.bench.compare import Thresholds
-from dqnbench.bench.paired import ABVerdict, Decision, decide, pass_order
+from dqnbench.bench.paired import ABVerdict, Decision, confirmed, decide, pass_order
 
 SIDES = ("baseline", "candidate")
 INSTALLED_SOURCE = Path(abworker.__file__).resolve().parents[2]
@@ -379,14 +381,81 @@ def record_pass(loads: list[dict[str, Any]], started: float) -> Callable[[int], 
     return sample
 
 
-def worker_args(tree: Path, *, keyword: str | None, device: str | None, threads: int) -> list[str]:
-    """pytest arguments of a worker: the revision's suite, selected and configured as `pytest benchmarks` would be."""
-    args = [str(tree / "benchmarks"), "-q", "-p", "no:cacheprovider", "--benchmark-disable", f"--threads={threads}"]
-    if keyword:
+def worker_args(
+    tree: Path, *, keyword: str | None, device: str | None, threads: int, nodes: Sequence[str] = ()
+) -> list[str]:
+    """pytest arguments of a worker: the revision's suite, selected and configured as `pytest benchmarks` would be;
+    with `nodes` (ids relative to the checkout), only those benchmarks."""
+    targets = [str(tree / node) for node in nodes] or [str(tree / "benchmarks")]
+    args = [*targets, "-q", "-p", "no:cacheprovider", "--benchmark-disable", f"--threads={threads}"]
+    if keyword and not nodes:
         args += ["-k", keyword]
     if device:
         args += [f"--device={device}"]
     return args
+
+
+@dataclass
+class Confirmation:
+    """The outcome of `confirm_flagged`: every benchmark's final decision, and the retry's passes and decisions of
+    those the screen flagged."""
+
+    final: dict[str, Decision]
+    times: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    retried: dict[str, Decision] = field(default_factory=dict)
+
+
+def confirm_flagged(
+    revisions: dict[str, Revision],
+    screen: dict[str, Decision],
+    groups: dict[str, str | None],
+    thresholds: Thresholds,
+    *,
+    pytest_args: Callable[[Revision, Sequence[str]], list[str]],
+    passes: int,
+    seconds: float,
+    logs: Path,
+    factor: Callable[[str], float] = lambda node: 1.0,
+    timer: str = "auto",
+    on_pass: Callable[[int], None] = lambda index: None,
+) -> Confirmation:
+    """Re-time the benchmarks the screen found slower or faster with a fresh pair of workers holding only those
+    (`pytest_args(revision, nodes)`, their output in a new folder `logs`), as many passes again, and keep a verdict
+    only where the retry repeats it."""
+    flagged = [node for node, decision in screen.items() if decision.verdict is not ABVerdict.SAME]
+    if not flagged:
+        return Confirmation(dict(screen))
+    logs.mkdir(parents=True, exist_ok=True)
+    workers = {side: Worker(rev, pytest_args(rev, flagged), logs / f"{side}.log") for side, rev in revisions.items()}
+    ready = matched(workers)
+    try:
+        missing = [node for node in flagged if node not in ready.benchmarks]
+        if missing:
+            raise ABError(
+                revisions["candidate"].spec, "confirm", f"the fresh workers do not hold {missing} "
+                f"(skipped: {ready.skipped or 'none'}; one side only: {ready.only_one or 'none'})",
+            )  # fmt: skip
+        times = run_passes(
+            workers, flagged, passes=passes, seconds=seconds, factor=factor, timer=timer, on_pass=on_pass
+        )
+    finally:
+        for worker in workers.values():
+            worker.close()
+    retried = decisions(times, groups, thresholds)
+    final = {node: confirmed(decision, retried.get(node)) for node, decision in screen.items()}
+    return Confirmation(final, times, retried)
+
+
+def benchmark_json(
+    node: str, group: str | None, times: dict[str, list[float]], screen: Decision, confirmation: Confirmation
+) -> dict[str, Any]:
+    """One benchmark of a stored A/B run: the screen's passes and decision, its final `verdict`, and (when the
+    screen flagged it) the retry's passes and decision under `confirm`."""
+    entry: dict[str, Any] = {"group": group, **times, **decision_json(screen), "screen_verdict": screen.verdict.value}
+    entry["verdict"] = confirmation.final[node].verdict.value
+    if node in confirmation.retried:
+        entry["confirm"] = {**confirmation.times[node], **decision_json(confirmation.retried[node])}
+    return entry
 
 
 @dataclass(frozen=True)
@@ -431,7 +500,9 @@ def run_ab(root: Path, specs: tuple[str, str], options: Options, thresholds: Thr
         try:
             if not ready.benchmarks:
                 raise ABError(
-                    candidate.spec, "select benchmarks", f"no benchmark runs on both sides (-k {options.keyword!r}, "
+                    candidate.spec,
+                    "select benchmarks",
+                    f"no benchmark runs on both sides (-k {options.keyword!r}, "
                     f"--device {options.device!r}; skipped: {ready.skipped or 'none'}; one side only: "
                     f"{ready.only_one or 'none'})",
                 )
@@ -443,8 +514,19 @@ def run_ab(root: Path, specs: tuple[str, str], options: Options, thresholds: Thr
         finally:
             for worker in workers.values():
                 worker.close()
+        screen = decisions(times, ready.groups, thresholds)
+        flagged = sum(decision.verdict is not ABVerdict.SAME for decision in screen.values())
+        if flagged:
+            print(f"ab: {flagged} flagged; confirming with a fresh pair of workers", flush=True)
+        confirmation = confirm_flagged(
+            revisions, screen, ready.groups, thresholds,
+            pytest_args=lambda rev, nodes: worker_args(
+                rev.tree, keyword=None, device=options.device, threads=options.threads, nodes=nodes),
+            passes=options.passes, seconds=options.pass_seconds, logs=logs / "confirm",
+            factor=injected_factor(options.injections), timer=options.timer, on_pass=record_pass(loads, started),
+        )  # fmt: skip
         shutil.rmtree(logs, ignore_errors=True)
-    found = decisions(times, ready.groups, thresholds)
+    found = confirmation.final
     print(format_decisions(found))
     for node, why in {**ready.skipped, **ready.only_one}.items():
         print(f"not compared: {node} ({why})")
@@ -457,7 +539,7 @@ def run_ab(root: Path, specs: tuple[str, str], options: Options, thresholds: Thr
             "options": {**options.__dict__, "injections": [list(item) for item in options.injections]},
             "wall_s": round(time.monotonic() - started, 1),
             "load": loads,
-            "benchmarks": {node: {"group": ready.groups.get(node), **times[node], **decision_json(found[node])}
+            "benchmarks": {node: benchmark_json(node, ready.groups.get(node), times[node], screen[node], confirmation)
                            for node in ready.benchmarks},
             "not_compared": {**ready.skipped, **ready.only_one},
         },

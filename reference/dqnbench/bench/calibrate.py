@@ -8,7 +8,8 @@ layout and placement, which a real A/B run meets too). In every trial the candid
 benchmarks (`POWER`: a sub-millisecond call, the optimisation step, the training step) is slowed down by
 `--inject-slowdown`'s mechanism, by 10 % in even trials and 5 % in odd ones; every other benchmark's
 comparison is a same-code one, where any verdict but `same` is a false alarm. Trials run exactly as
-`dqnbench bench ab` does (same passes, same pass length, same thresholds).
+`dqnbench bench ab` does (same passes, same pass length, same thresholds, and a fresh pair of workers to
+confirm whatever the screen flags); the tallies count final verdicts and, beside them, the screen's.
 
 Conditions: `quiet` runs with whatever else the host is doing (recorded: the load average at every pass);
 `busy` adds one process of ours spinning on one core for the whole condition. The results (every trial's
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import subprocess
 import sys
 import tempfile
@@ -35,7 +37,8 @@ from dqnbench.bench.ab import (
     WORKTREE,
     Revision,
     Worker,
-    decision_json,
+    benchmark_json,
+    confirm_flagged,
     decisions,
     matched,
     record_pass,
@@ -92,6 +95,7 @@ def tally(trials: list[dict[str, Any]]) -> dict[str, Any]:
             "comparisons": len(same_code),
             "flagged": sum(b["verdict"] != ABVerdict.SAME for b in same_code),
             "flagged_slower": sum(b["verdict"] == ABVerdict.SLOWER for b in same_code),
+            "flagged_by_the_screen": sum(b["screen_verdict"] != ABVerdict.SAME for b in same_code),
         }
     }
     for factor in FACTORS:
@@ -99,6 +103,7 @@ def tally(trials: list[dict[str, Any]]) -> dict[str, Any]:
         result[f"injected_{factor:.2f}"] = {
             "injections": len(injected),
             "detected": sum(b["verdict"] == ABVerdict.SLOWER for b in injected),
+            "detected_by_the_screen": sum(b["screen_verdict"] == ABVerdict.SLOWER for b in injected),
         }
     return result
 
@@ -117,11 +122,26 @@ def run_condition(name: str, args: argparse.Namespace, thresholds: Thresholds) -
                 for trial in range(session * per_session, min(args.trials, (session + 1) * per_session)):
                     loads: list[dict[str, Any]] = []
                     times = run_passes_for(trial, workers, ready.benchmarks, args, loads, started)
-                    found = decisions(times, ready.groups, thresholds)
+                    screen = decisions(times, ready.groups, thresholds)
+                    confirmation = confirm_flagged(
+                        {side: tree for side in SIDES},
+                        screen,
+                        ready.groups,
+                        thresholds,
+                        pytest_args=lambda rev, nodes: worker_args(
+                            rev.tree, keyword=None, device="cpu", threads=1, nodes=nodes
+                        ),
+                        passes=args.passes,
+                        seconds=args.pass_seconds,
+                        logs=Path(logs) / f"confirm-{trial}",
+                        factor=functools.partial(trial_factor, trial),
+                        on_pass=record_pass(loads, started),
+                    )
                     trials.append({
                         "trial": trial, "session": session, "load": loads,
-                        "benchmarks": {node: {**times[node], **decision_json(found[node]),
-                                              "injected": trial_factor(trial, node)} for node in ready.benchmarks},
+                        "benchmarks": {node: {**benchmark_json(node, ready.groups.get(node), times[node], screen[node],
+                                                               confirmation), "injected": trial_factor(trial, node)}
+                                       for node in ready.benchmarks},
                     })  # fmt: skip
                     print(f"calibrate {name}: trial {trial + 1}/{args.trials}: {tally(trials[-1:])}", flush=True)
             finally:
@@ -149,7 +169,7 @@ def run_passes_for(
 ) -> dict[str, dict[str, list[float]]]:  # fmt: skip
     return run_passes(
         workers, benchmarks, passes=args.passes, seconds=args.pass_seconds,
-        factor=lambda node: trial_factor(trial, node), on_pass=record_pass(loads, started),
+        factor=functools.partial(trial_factor, trial), on_pass=record_pass(loads, started),
     )  # fmt: skip
 
 

@@ -464,7 +464,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="dqnbench bench compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

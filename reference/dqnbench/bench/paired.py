@@ -16,10 +16,17 @@ A benchmark is **slower** only when the whole interval lies above 1 *and* the me
 benchmark's minimum effect; **faster** is the mirror image (interval below 1, ratio below 1 / (1 + minimum
 effect)); anything else is **same**. The minimum effect keeps a real but negligible difference between two
 processes (memory layout, which core) from failing the gate; `benchmarks/thresholds.toml` says how it was set.
+
+A verdict other than same is only a screen's: `confirmed` keeps it only when a retry by a fresh pair of worker
+processes repeats it. One pair's processes can differ by several per cent on a benchmark for their whole life
+(memory layout, a burst of the host during its passes), which no number of that pair's passes averages out;
+a fresh pair draws that offset anew, so a same-code alarm must happen twice, independently, to stand (a
+two-stage screen-and-confirm test, as perf bots re-run a suspected regression before they report it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from collections.abc import Sequence
@@ -94,6 +101,16 @@ def decide(baseline: Sequence[float], candidate: Sequence[float], min_effect: fl
     elif high < 1.0 and ratio < 1.0 / (1.0 + min_effect):
         verdict = ABVerdict.FASTER
     return Decision(ratio, low, high, min_effect, verdict, len(ratios))
+
+
+def confirmed(screen: Decision, retry: Decision | None) -> Decision:
+    """The final decision of one benchmark: the screen's when it said same; otherwise the retry's figures, with the
+    screen's verdict only when the retry repeats it (else same)."""
+    if screen.verdict is ABVerdict.SAME:
+        return screen
+    if retry is None:
+        raise ValueError(f"confirmed(screen verdict {screen.verdict.value}): a flagged benchmark needs its retry")
+    return dataclasses.replace(retry, verdict=retry.verdict if retry.verdict is screen.verdict else ABVerdict.SAME)
 
 
 def pass_order(pass_index: int, benchmark_index: int) -> tuple[str, str]:
