@@ -411,7 +411,8 @@ def confirm_flagged(
     groups: dict[str, str | None],
     thresholds: Thresholds,
     *,
-    pytest_args: Callable[[Revision, Sequence[str]], list[str]],
+    device: str | None,
+    threads: int,
     passes: int,
     seconds: float,
     logs: Path,
@@ -420,13 +421,17 @@ def confirm_flagged(
     on_pass: Callable[[int], None] = lambda index: None,
 ) -> Confirmation:
     """Re-time the benchmarks the screen found slower or faster with a fresh pair of workers holding only those
-    (`pytest_args(revision, nodes)`, their output in a new folder `logs`), as many passes again, and keep a verdict
+    (on `device`, with `threads`; their output in a new folder `logs`), as many passes again, and keep a verdict
     only where the retry repeats it."""
     flagged = [node for node, decision in screen.items() if decision.verdict is not ABVerdict.SAME]
     if not flagged:
         return Confirmation(dict(screen))
     logs.mkdir(parents=True, exist_ok=True)
-    workers = {side: Worker(rev, pytest_args(rev, flagged), logs / f"{side}.log") for side, rev in revisions.items()}
+    workers = {
+        side: Worker(rev, worker_args(rev.tree, keyword=None, device=device, threads=threads, nodes=flagged),
+                     logs / f"{side}.log")
+        for side, rev in revisions.items()
+    }  # fmt: skip
     ready = matched(workers)
     try:
         missing = [node for node in flagged if node not in ready.benchmarks]
@@ -520,8 +525,7 @@ def run_ab(root: Path, specs: tuple[str, str], options: Options, thresholds: Thr
             print(f"ab: {flagged} flagged; confirming with a fresh pair of workers", flush=True)
         confirmation = confirm_flagged(
             revisions, screen, ready.groups, thresholds,
-            pytest_args=lambda rev, nodes: worker_args(
-                rev.tree, keyword=None, device=options.device, threads=options.threads, nodes=nodes),
+            device=options.device, threads=options.threads,
             passes=options.passes, seconds=options.pass_seconds, logs=logs / "confirm",
             factor=injected_factor(options.injections), timer=options.timer, on_pass=record_pass(loads, started),
         )  # fmt: skip

@@ -128,9 +128,8 @@ def run_condition(name: str, args: argparse.Namespace, thresholds: Thresholds) -
                         screen,
                         ready.groups,
                         thresholds,
-                        pytest_args=lambda rev, nodes: worker_args(
-                            rev.tree, keyword=None, device="cpu", threads=1, nodes=nodes
-                        ),
+                        device="cpu",
+                        threads=1,
                         passes=args.passes,
                         seconds=args.pass_seconds,
                         logs=Path(logs) / f"confirm-{trial}",
