@@ -32,6 +32,7 @@ def test_seed_config_is_the_notebooks():
         "double_dqn": False,
         "state": "difference",
         "screen_height": 40,
+        "view_fraction": 0.6,
     }
     got = {name: getattr(SEED_CONFIG, name) for name in expected}
     assert got == expected
@@ -53,6 +54,8 @@ def test_config_is_frozen_and_keyword_only():
         ({"train_every": 0}, "train_every must be >= 1, got 0"),
         ({"stack_frames": 0}, "stack_frames must be >= 1, got 0"),
         ({"screen_height": 0}, "screen_height must be >= 1, got 0"),
+        ({"view_fraction": 0.0}, r"view_fraction must lie in \(0, 1\], got 0.0"),
+        ({"view_fraction": 1.5}, r"view_fraction must lie in \(0, 1\], got 1.5"),
         ({"gamma": 1.5}, r"gamma must lie in \[0, 1\], got 1.5"),
         ({"eps_start": 0.01}, "eps_start=0.01, eps_end=0.05"),
         ({"eps_end": -0.1}, "eps_start=0.9, eps_end=-0.1"),

@@ -14,11 +14,19 @@ SMALL = {"batch_size": 4, "learning_starts": 4, "memory_capacity": 200, "device"
 
 @pytest.fixture(scope="module")
 def trained_runs(tmp_path_factory):
-    """Two tiny runs: the seed's network, and a stacked-screen one without BatchNorm on the fast parts."""
+    """Two tiny runs: the seed's network, and a stacked-screen one of the whole track without BatchNorm on the
+    fast parts."""
     root = tmp_path_factory.mktemp("runs")
     seed = DQNConfig(episodes=2, out=root / "seed", **SMALL)
     stacked = DQNConfig(
-        episodes=2, out=root / "stacked", impl="fast", state="stack", stack_frames=3, batch_norm=False, **SMALL
+        episodes=2,
+        out=root / "stacked",
+        impl="fast",
+        state="stack",
+        stack_frames=3,
+        batch_norm=False,
+        view_fraction=1.0,
+        **SMALL,
     )
     for config in (seed, stacked):
         train(config, progress=False)

@@ -7,7 +7,7 @@ import torch
 from dqnbench.envs import make_env
 from dqnbench.fast.raster import CartPoleRaster, FrameRaster
 from dqnbench.fast.screen import raster, raster_screen
-from dqnbench.screen import get_screen
+from dqnbench.screen import VIEW_FRACTION, get_screen
 
 STATES = 1000
 # Measured over these 1000 states: mean 0.11 grey levels, worst single frame 0.13, worst pixel 39 levels
@@ -25,18 +25,18 @@ def _random_states(n: int, seed: int) -> np.ndarray:
     )
 
 
-def _batched(states: np.ndarray) -> torch.Tensor:
-    return CartPoleRaster().screens(torch.from_numpy(states))
+def _batched(states: np.ndarray, view_fraction: float = VIEW_FRACTION) -> torch.Tensor:
+    return CartPoleRaster(view_fraction=view_fraction).screens(torch.from_numpy(states))
 
 
-def _one_by_one(states: np.ndarray) -> torch.Tensor:
-    drawer = FrameRaster(CartPoleRaster())
+def _one_by_one(states: np.ndarray, view_fraction: float = VIEW_FRACTION) -> torch.Tensor:
+    drawer = FrameRaster(CartPoleRaster(view_fraction=view_fraction))
     return torch.cat([drawer.screen(float(state[0]), float(state[2])) for state in states])
 
 
-@pytest.fixture(scope="module")
-def rendered() -> tuple[np.ndarray, torch.Tensor]:
-    """1000 random states and the reference's rendered screens of them."""
+@pytest.fixture(scope="module", params=[0.6, 1.0], ids=["seed-view", "whole-track"])
+def rendered(request) -> tuple[np.ndarray, torch.Tensor, float]:
+    """1000 random states, the reference's rendered screens of them, and the view they were cropped to."""
     states = _random_states(STATES, seed=7)
     env = make_env()
     env.reset(seed=0)
@@ -44,23 +44,24 @@ def rendered() -> tuple[np.ndarray, torch.Tensor]:
         screens = []
         for state in states:
             env.unwrapped.state = state
-            screens.append(get_screen(env))
+            screens.append(get_screen(env, 40, request.param))
     finally:
         env.close()
-    return states, torch.cat(screens)
+    return states, torch.cat(screens), request.param
 
 
 @pytest.mark.parametrize("draw", [_batched, _one_by_one], ids=["CartPoleRaster", "FrameRaster"])
 def test_raster_is_within_one_grey_level_on_average_over_1000_states(draw, rendered):
-    states, expected = rendered
-    got = draw(states)
+    states, expected, view_fraction = rendered
+    got = draw(states, view_fraction)
     assert got.shape == expected.shape, f"raster shape {tuple(got.shape)} != rendered {tuple(expected.shape)}"
     error = (got - expected).abs()
     mean, worst_frame = float(error.mean()), float(error.mean(dim=(1, 2, 3)).max())
     worst = int(error.flatten().argmax())
     where = np.unravel_index(worst, error.shape)
     detail = (
-        f"over {STATES} random states: mean abs difference {mean * 255:.3f}/255 (bound {MEAN_BOUND * 255:.0f}/255), "
+        f"view_fraction {view_fraction}, over {STATES} random states: mean abs difference {mean * 255:.3f}/255 "
+        f"(bound {MEAN_BOUND * 255:.0f}/255), "
         f"worst frame mean {worst_frame * 255:.3f}/255, worst pixel {float(error.max()) * 255:.1f}/255 at "
         f"(state, channel, row, column) {tuple(int(i) for i in where)}, state {states[where[0]].tolist()}"
     )

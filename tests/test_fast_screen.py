@@ -57,7 +57,8 @@ def test_pillow_weights_sum_to_one_in_fixed_point():
     assert ((sums - (1 << 22)).abs() <= 8).all(), f"row sums off 2**22 by up to {int((sums - (1 << 22)).abs().max())}"
 
 
-def test_extract_screen_is_bit_exact_on_random_cartpole_states():
+@pytest.mark.parametrize("view_fraction", [0.6, 1.0], ids=["seed-view", "whole-track"])
+def test_extract_screen_is_bit_exact_on_random_cartpole_states(view_fraction):
     env = make_env()
     env.reset(seed=0)
     rng = np.random.default_rng(0)
@@ -67,8 +68,8 @@ def test_extract_screen_is_bit_exact_on_random_cartpole_states():
             state = np.array([rng.uniform(-2.6, 2.6), 0.0, rng.uniform(-0.4, 0.4), 0.0])
             env.unwrapped.state = state
             frame = env.render()
-            expected = reference.extract_screen(frame, state[0])
-            got = fast.extract_screen(frame, state[0])
+            expected = reference.extract_screen(frame, state[0], view_fraction=view_fraction)
+            got = fast.extract_screen(frame, state[0], view_fraction=view_fraction)
             torch.testing.assert_close(
                 got, expected, rtol=0, atol=0, msg=lambda m, i=i, s=state: f"extract_screen, state {i} {s}: {m}"
             )

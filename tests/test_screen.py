@@ -75,6 +75,18 @@ def test_the_window_is_clamped_at_both_edges(env, cart_x, columns):
     assert (last < 100) if cart_x < 0 else (first > 260), f"cart at x={cart_x} spans columns {first}..{last}"
 
 
+# Cart positions where all of the cart is on the screen: at |x| > 2.2 part of it is past the edge.
+@pytest.mark.parametrize("cart_x", [-2.1, -0.9, 0.0, 1.7, 2.1])
+def test_the_whole_track_view_shows_where_the_cart_is(env, cart_x):
+    frame = _render_at(env, cart_x)
+    column = cart_pixel(cart_x, frame.shape[1])
+    patch = crop_frame(frame, column, view_fraction=1.0)
+    np.testing.assert_array_equal(patch, frame[160:320].transpose(2, 0, 1))
+    first, last = _cart_columns(patch)
+    assert abs((first + last) / 2 - column) <= 1, f"cart at x={cart_x} spans {first}..{last}, centre {column} expected"
+    assert get_screen(env, 40, 1.0).shape == (1, 3, 40, 150), "all 600 columns at the seed's scale: 40 x 150"
+
+
 def test_get_screen_gives_the_seeds_3x40x90_float_patch(env):
     screen = get_screen(env)
     assert tuple(screen.shape) == (1, 3, 40, 90)

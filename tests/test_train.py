@@ -234,6 +234,20 @@ def test_batch_norm_false_trains_a_network_without_batchnorm(tmp_path):
     assert not [name for name in weights if "running_mean" in name], sorted(weights)
 
 
+@pytest.mark.parametrize("impl", ["reference", "fast"])
+def test_a_whole_track_view_trains_a_network_sized_for_its_wider_screens(tmp_path, impl):
+    config = SEED_CONFIG.replace(
+        episodes=2, batch_size=8, learning_starts=8, impl=impl, view_fraction=1.0, out=tmp_path / "run", device="cpu"
+    )
+    train(config, progress=False)
+    weights = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["policy"]
+    expected = DQN(40, 150, 2).head.weight.shape
+    assert weights["head.weight"].shape == expected, (
+        f"{impl}: head {tuple(weights['head.weight'].shape)} after training on 40 x 150 screens, {tuple(expected)} "
+        "expected; is view_fraction passed to the screen function?"
+    )
+
+
 def test_a_replay_memory_that_cannot_fit_is_refused_before_anything_is_written(tmp_path, capsys):
     # 10**9 transitions of two float difference states (43 kB each: 80466.3 GiB) fit no machine this runs
     # on; the run must say so, name the fixes, and leave no folder behind.

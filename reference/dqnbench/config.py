@@ -123,7 +123,12 @@ class DQNConfig:
     """Screens stacked along the channel axis when `state` is `stack`."""
 
     screen_height: int = 40
-    """Rows of the resized screen patch (the seed's 40); the width follows the 60% crop's aspect."""
+    """Rows of the resized screen patch (the seed's 40); the width follows the crop's aspect."""
+
+    view_fraction: float = 0.6
+    """Width of the screen patch as a fraction of the render's, centred on the cart and clamped at the edges
+    (the seed's 0.6: the view follows the cart, so its position and speed show only near the edges); 1.0
+    shows the whole track."""
 
     def __post_init__(self) -> None:
         # Values from a JSON file are not typed: without this, optimizer="sgd" would silently train with
@@ -135,6 +140,8 @@ class DQNConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 < self.view_fraction <= 1.0:
+            problems.append(f"view_fraction must lie in (0, 1], got {self.view_fraction}")
         if not 0.0 <= self.gamma <= 1.0:
             problems.append(f"gamma must lie in [0, 1], got {self.gamma}")
         if not 0.0 <= self.eps_end <= self.eps_start <= 1.0:

@@ -20,7 +20,7 @@ import torch
 
 from dqnbench.config import DQNConfig, config_from_dict
 from dqnbench.envs import make_env
-from dqnbench.parts import training_parts
+from dqnbench.parts import screen_for, training_parts
 from dqnbench.policy import select_action
 from dqnbench.train import StateBuilder, make_policy
 
@@ -83,7 +83,8 @@ def evaluate(run: Path, *, episodes: int = 20, eps: float = 0.0, seed: int = 10_
     torch.manual_seed(seed)
     try:
         env.reset(seed=seed)
-        _, _, height, width = parts.get_screen(env, config.screen_height).shape
+        get_screen = screen_for(parts.get_screen, config)
+        _, _, height, width = get_screen(env).shape
         n_actions = int(env.action_space.n)  # type: ignore[attr-defined]
         policy = make_policy(parts, config, height, width, n_actions)
         policy.load_state_dict(checkpoint["policy"])
@@ -91,12 +92,12 @@ def evaluate(run: Path, *, episodes: int = 20, eps: float = 0.0, seed: int = 10_
         for episode in range(episodes):
             env.reset(seed=seed + episode)
             states = StateBuilder(config)
-            state = states.reset(parts.get_screen(env, config.screen_height))
+            state = states.reset(get_screen(env))
             duration, terminated, truncated = 0, False, False
             while not (terminated or truncated):
                 action = select_action(policy, state, eps, n_actions, rng, max_q)
                 _, _, terminated, truncated, _ = env.step(action.item())
-                state = states.push(parts.get_screen(env, config.screen_height))
+                state = states.push(get_screen(env))
                 duration += 1
             durations.append(duration)
             endings[ending(env, terminated)] += 1

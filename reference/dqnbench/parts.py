@@ -16,7 +16,7 @@ from dqnbench.learner import Batch, ReplayBatch, collate, optimize_step
 from dqnbench.nets import DQN
 from dqnbench.registry import Implementation
 from dqnbench.replay import ReplayMemory
-from dqnbench.screen import get_screen
+from dqnbench.screen import VIEW_FRACTION, get_screen
 
 
 class Memory(Protocol):
@@ -41,8 +41,9 @@ class TrainingParts:
     """What an implementation supplies to `dqnbench.train.train`."""
 
     name: str
-    get_screen: Callable[[Any, int], Tensor]
-    """Render the env and return its (1, 3, H, W) float screen patch."""
+    get_screen: Callable[..., Tensor]
+    """(env, height[, view_fraction]) -> the env's (1, 3, H, W) float screen patch; `screen_for` passes
+    view_fraction only when a configuration asks for a view other than the seed's."""
     make_memory: Callable[[int, int], Memory]
     """(capacity, seed) -> a replay memory."""
     make_network: Callable[[int, int, int, int], nn.Module]
@@ -52,6 +53,18 @@ class TrainingParts:
     replay_bytes: Callable[[int, tuple[int, int, int]], int]
     """(capacity, (channels, height, width) of a state) -> bytes the full memory holds, to refuse a run that
     cannot fit before it starts."""
+
+
+def screen_for(get_screen: Callable[..., Tensor], config: DQNConfig) -> Callable[[Any], Tensor]:
+    """`get_screen` at the configuration's screen height and view width.
+
+    At the seed's view it is called as the seed's (env, height), so a screen function written without a
+    view option (a conformance adapter's, a peer's) still trains the seed's configuration.
+    """
+    height, view_fraction = config.screen_height, config.view_fraction
+    if view_fraction == VIEW_FRACTION:
+        return lambda env: get_screen(env, height)
+    return lambda env: get_screen(env, height, view_fraction)
 
 
 class ReferenceMemory(ReplayMemory):

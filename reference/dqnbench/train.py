@@ -21,7 +21,7 @@ from dqnbench.envs import make_env
 from dqnbench.files import atomic_write, atomic_write_text, refuse_to_overwrite
 from dqnbench.learner import make_target, sync_target
 from dqnbench.nets import without_batch_norm
-from dqnbench.parts import Memory, TrainingParts, training_parts
+from dqnbench.parts import Memory, TrainingParts, screen_for, training_parts
 from dqnbench.plots import plot_durations
 from dqnbench.policy import epsilon, select_action
 
@@ -92,14 +92,14 @@ class Experience:
     def __init__(
         self,
         env: Any,
-        get_screen: Callable[[Any, int], Tensor],
+        get_screen: Callable[..., Tensor],
         memory: Memory,
         config: DQNConfig,
         device: torch.device,
         rng: random.Random,
     ) -> None:
         self.env = env
-        self.get_screen = get_screen
+        self.get_screen = screen_for(get_screen, config)
         self.memory = memory
         self.config = config
         self.device = device
@@ -112,7 +112,7 @@ class Experience:
         self.max_q_count = 0
 
     def _screen(self, *, first: bool) -> Tensor:
-        screen = self.get_screen(self.env, self.config.screen_height).to(self.device)
+        screen = self.get_screen(self.env).to(self.device)
         self.memory.observe(screen, first=first)
         return screen
 
@@ -234,7 +234,7 @@ def train(config: DQNConfig, *, progress: bool = True) -> TrainResult:
     n_actions = int(env.action_space.n)  # type: ignore[attr-defined]
 
     # Size the network from a real screen, as the seed did.
-    _, _, height, width = parts.get_screen(env, config.screen_height).shape
+    _, _, height, width = screen_for(parts.get_screen, config)(env).shape
     check_replay_fits(config, device, parts.replay_bytes(config.memory_capacity, (config.in_channels, height, width)))
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.json", json.dumps(config.to_json_dict(), indent=2) + "\n")

@@ -60,6 +60,7 @@ class CartPoleRaster:
         *,
         x_threshold: float = 2.4,
         pole_half_length: float = 0.5,
+        view_fraction: float = VIEW_FRACTION,
         device: torch.device | str = "cpu",
     ) -> None:
         self.device = torch.device(device)
@@ -68,7 +69,7 @@ class CartPoleRaster:
         self.pole_length = self.scale * 2 * pole_half_length
         self.row_start = int(SCREEN_HEIGHT * ROW_START)
         rows = int(SCREEN_HEIGHT * ROW_STOP) - self.row_start
-        self.view_width = int(SCREEN_WIDTH * VIEW_FRACTION)
+        self.view_width = int(SCREEN_WIDTH * view_fraction)
         self.shape = resized_size(rows, self.view_width, height)
         # Surface row drawn on each patch row (the surface is flipped before the crop).
         self.surface_rows = (SCREEN_HEIGHT - 1 - self.row_start - torch.arange(rows)).double().to(self.device)
