@@ -1,12 +1,15 @@
 """`dqnbench evaluate`: a trained run's policy is played back, and each episode's ending is named right."""
 
+import math
+from collections import Counter
+
 import numpy as np
 import pytest
 
 from dqnbench.cli import main
 from dqnbench.config import DQNConfig
 from dqnbench.envs import make_env
-from dqnbench.evaluate import ending, evaluate
+from dqnbench.evaluate import Evaluation, ending, evaluate
 from dqnbench.train import train
 
 SMALL = {"batch_size": 4, "learning_starts": 4, "memory_capacity": 200, "device": "cpu"}
@@ -40,6 +43,20 @@ def test_a_trained_run_plays_back_with_every_episode_ending_named(trained_runs, 
         assert sum(result.endings.values()) == 3, result.endings
         assert main(["evaluate", str(run), "--episodes", "2"]) == 0
         assert f"{run}: 2 episodes: mean duration" in capsys.readouterr().out
+
+
+def test_where_the_cart_ended_is_recorded_for_every_episode(trained_runs):
+    result = evaluate(trained_runs[1], episodes=4, eps=0.5, seed=2)
+    assert len(result.end_positions) == 4, result
+    off_track = sum(abs(x) > 2.4 for x in result.end_positions)
+    assert off_track == result.endings["cart left the track"], (result.end_positions, result.endings)
+    assert all(abs(x) < 3.0 for x in result.end_positions), f"not a cart position: {result.end_positions}"
+
+
+def test_describe_names_the_median_distance_from_the_centre_where_episodes_ended():
+    played = Evaluation([120, 140, 90], Counter({"pole fell": 3}), 13.2, (-2.2, 1.0, -1.6))
+    assert "the cart ended at median |x| 1.60; mean max-Q 13.2" in played.describe()
+    assert "median |x|" not in Evaluation([5], Counter({"terminated": 1}), end_positions=(math.nan,)).describe()
 
 
 def test_the_same_seed_plays_the_same_episodes(trained_runs):

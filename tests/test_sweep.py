@@ -140,6 +140,7 @@ def test_sweep_trains_each_seed_into_its_folder_and_summarises(tmp_path, capsys)
         again = evaluate(run, episodes=3, eps=0.0)  # the final policy, played again independently
         recorded = json.loads((run / "evaluation.json").read_text())
         assert recorded["durations"] == again.durations, f"{run}: evaluation.json is not the final policy's play"
+        assert recorded["end_x"] == [round(x, 3) for x in again.end_positions], f"{run}: end_x"
         assert seed_summary["final_eval_mean"] == pytest.approx(again.mean_duration)
         assert seed_summary["eval_episodes"] == 3
     evals = [s["final_eval_mean"] for s in summary["seeds"]]

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
+import statistics
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,9 @@ class Evaluation:
     mean_max_q: float = float("nan")
     """Mean of max_a Q(s, a) over the greedy steps played: against the discounted return the policy gets, it
     shows values that have grown or flattened."""
+    end_positions: tuple[float, ...] = ()
+    """The cart's x when each episode ended (NaN for an environment that is not CartPole): a pole that falls
+    near the track's edge (2.4) is a cart that drifted there first."""
 
     @property
     def mean_duration(self) -> float:
@@ -42,9 +47,11 @@ class Evaluation:
 
     def describe(self) -> str:
         parts = [f"{self.endings[ending]} {ending}" for ending in ENDINGS if self.endings[ending]]
+        known = [abs(x) for x in self.end_positions if not math.isnan(x)]
+        where = f"; the cart ended at median |x| {statistics.median(known):.2f}" if known else ""
         return (
             f"{len(self.durations)} episodes: mean duration {self.mean_duration:.1f} "
-            f"(min {min(self.durations)}, max {max(self.durations)}); ended: {', '.join(parts)}; "
+            f"(min {min(self.durations)}, max {max(self.durations)}); ended: {', '.join(parts)}{where}; "
             f"mean max-Q {self.mean_max_q:.1f}"
         )
 
@@ -60,6 +67,12 @@ def load_run(run: Path) -> tuple[DQNConfig, dict[str, Any]]:
     values.pop("out", None)
     config = config_from_dict(values, origin=str(run / "config.json"))
     return config, torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+
+
+def cart_position(env: Any) -> float:
+    """The cart's x, or NaN for an environment without a CartPole state."""
+    state = getattr(env.unwrapped, "state", None)
+    return float("nan") if state is None or not hasattr(env.unwrapped, "x_threshold") else float(state[0])
 
 
 def ending(env: Any, terminated: bool) -> str:
@@ -88,7 +101,7 @@ def evaluate(run: Path, *, episodes: int = 20, eps: float = 0.0, seed: int = 10_
         n_actions = int(env.action_space.n)  # type: ignore[attr-defined]
         policy = make_policy(parts, config, height, width, n_actions)
         policy.load_state_dict(checkpoint["policy"])
-        durations, endings, max_q = [], Counter[str](), list[torch.Tensor]()
+        durations, endings, max_q, end_positions = [], Counter[str](), list[torch.Tensor](), []
         for episode in range(episodes):
             env.reset(seed=seed + episode)
             states = StateBuilder(config)
@@ -101,10 +114,11 @@ def evaluate(run: Path, *, episodes: int = 20, eps: float = 0.0, seed: int = 10_
                 duration += 1
             durations.append(duration)
             endings[ending(env, terminated)] += 1
+            end_positions.append(cart_position(env))
     finally:
         env.close()
     mean_max_q = float(torch.cat(max_q).mean()) if max_q else float("nan")
-    return Evaluation(durations, endings, mean_max_q)
+    return Evaluation(durations, endings, mean_max_q, tuple(end_positions))
 
 
 def _run(args: argparse.Namespace) -> int:

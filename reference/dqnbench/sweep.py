@@ -51,6 +51,7 @@ def evaluate_seed(run: Path, episodes: int) -> dict[str, Any]:
         "endings": dict(result.endings),
         "mean_max_q": None if math.isnan(result.mean_max_q) else result.mean_max_q,
         "durations": result.durations,
+        "end_x": [None if math.isnan(x) else round(x, 3) for x in result.end_positions],
     }
     atomic_write_text(run / "evaluation.json", json.dumps(record, indent=2) + "\n")
     return record
