@@ -78,11 +78,10 @@ def cart_position(env: Any) -> float:
 def ending(env: Any, terminated: bool) -> str:
     if not terminated:
         return "time limit"
-    cartpole = env.unwrapped
-    if not hasattr(cartpole, "x_threshold") or getattr(cartpole, "state", None) is None:
+    x = cart_position(env)
+    if math.isnan(x):
         return "terminated"
-    x = cartpole.state[0]
-    return "cart left the track" if abs(x) > cartpole.x_threshold else "pole fell"
+    return "cart left the track" if abs(x) > env.unwrapped.x_threshold else "pole fell"
 
 
 def evaluate(run: Path, *, episodes: int = 20, eps: float = 0.0, seed: int = 10_000) -> Evaluation:
