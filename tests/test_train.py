@@ -15,7 +15,7 @@ from dqnbench.cli import main
 from dqnbench.config import SEED_CONFIG, DQNConfig
 from dqnbench.envs import make_env
 from dqnbench.nets import DQN
-from dqnbench.parts import REFERENCE_PARTS
+from dqnbench.parts import REFERENCE_PARTS, screen_for
 from dqnbench.train import CSV_HEADER, Experience, Progress, StateBuilder, TrainResult, resolve_device, train
 from support import assert_same_state, changed_entries, needs_cuda
 
@@ -246,6 +246,19 @@ def test_a_whole_track_view_trains_a_network_sized_for_its_wider_screens(tmp_pat
         f"{impl}: head {tuple(weights['head.weight'].shape)} after training on 40 x 150 screens, {tuple(expected)} "
         "expected; is view_fraction passed to the screen function?"
     )
+
+
+def test_a_screen_function_without_a_view_is_refused_a_view_other_than_the_seeds():
+    calls = []
+
+    def seed_view_only(env, height):
+        calls.append((env, height))
+        return torch.zeros(1, 3, height, 90)
+
+    with pytest.raises(ValueError, match=r"view_fraction=1.0: the screen function '.*seed_view_only' cannot take"):
+        screen_for(seed_view_only, SEED_CONFIG.replace(view_fraction=1.0))
+    screen_for(seed_view_only, SEED_CONFIG)("env")
+    assert calls == [("env", 40)], f"at the seed's view a screen function is called as (env, height), got {calls}"
 
 
 def test_a_replay_memory_that_cannot_fit_is_refused_before_anything_is_written(tmp_path, capsys):

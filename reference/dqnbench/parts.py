@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -64,6 +65,16 @@ def screen_for(get_screen: Callable[..., Tensor], config: DQNConfig) -> Callable
     height, view_fraction = config.screen_height, config.view_fraction
     if view_fraction == VIEW_FRACTION:
         return lambda env: get_screen(env, height)
+    try:
+        inspect.signature(get_screen).bind(None, height, view_fraction)
+    except TypeError as error:
+        raise ValueError(
+            f"view_fraction={view_fraction}: the screen function {getattr(get_screen, '__qualname__', get_screen)!r} "
+            f"cannot take a view ({error}); train it at the seed's view_fraction={VIEW_FRACTION}, or give it a "
+            "third parameter, view_fraction"
+        ) from error
+    except ValueError:
+        pass  # no signature to check (a builtin): let the call say
     return lambda env: get_screen(env, height, view_fraction)
 
 
